@@ -1,0 +1,24 @@
+{
+  "targets": [
+    {
+      "target_name": "slipway",
+      "sources": [
+        "native/addon.c",
+        "native/handle.c",
+        "native/tap.c",
+        "native/misc.c",
+        "native/csum.c"
+      ],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-fvisibility=hidden"],
+      "cflags!": ["-fno-exceptions"]
+    },
+    {
+      "target_name": "slipway-agent",
+      "type": "executable",
+      "sources": ["native/agent.c"],
+      "defines": ["_GNU_SOURCE"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra"]
+    }
+  ]
+}

@@ -1,0 +1,210 @@
+/* Common machinery: errors, argument helpers, and uv_poll-backed wrapped handles. */
+#include "addon.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <stdio.h>
+
+static void throw_with(napi_env env, const char *msg, const char *code, int err, const char *syscall,
+                       napi_status (*ctor)(napi_env, napi_value, napi_value, napi_value *)) {
+  napi_value m, c, e;
+  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m) != napi_ok) return;
+  if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c) != napi_ok) return;
+  if (ctor(env, c, m, &e) != napi_ok) return;
+  if (err) {
+    napi_value n, s;
+    napi_create_int32(env, -err, &n);
+    napi_set_named_property(env, e, "errno", n);
+    napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &s);
+    napi_set_named_property(env, e, "syscall", s);
+  }
+  napi_throw(env, e);
+}
+
+void sw_throw_errno(napi_env env, const char *syscall, int err) {
+  char msg[256];
+  const char *code = strerrorname_np(err);
+  snprintf(msg, sizeof msg, "%s: %s", syscall, strerror(err));
+  throw_with(env, msg, code ? code : "EIO", err, syscall, napi_create_error);
+}
+
+void sw_throw_type(napi_env env, const char *msg) {
+  throw_with(env, msg, "ERR_INVALID_ARG_TYPE", 0, NULL, napi_create_type_error);
+}
+
+void sw_throw_range(napi_env env, const char *msg) {
+  throw_with(env, msg, "ERR_OUT_OF_RANGE", 0, NULL, napi_create_range_error);
+}
+
+void sw_handle_callback_status(napi_env env, napi_status st) {
+  bool pending = false;
+  if (st == napi_ok) return;
+  napi_is_exception_pending(env, &pending);
+  if (pending) {
+    napi_value exc;
+    napi_get_and_clear_last_exception(env, &exc);
+    napi_fatal_exception(env, exc);
+  }
+}
+
+bool sw_get_int(napi_env env, napi_value v, const char *name, int64_t min, int64_t max, int64_t *out) {
+  double d;
+  char msg[160];
+  if (napi_get_value_double(env, v, &d) != napi_ok) {
+    snprintf(msg, sizeof msg, "%s must be a number", name);
+    sw_throw_type(env, msg);
+    return false;
+  }
+  if (!(d >= (double)min && d <= (double)max) || d != (double)(int64_t)d) {
+    snprintf(msg, sizeof msg, "%s must be an integer in %lld..%lld", name, (long long)min, (long long)max);
+    sw_throw_range(env, msg);
+    return false;
+  }
+  *out = (int64_t)d;
+  return true;
+}
+
+bool sw_get_bytes(napi_env env, napi_value v, const char *name, uint8_t **data, size_t *len) {
+  bool is;
+  char msg[160];
+  if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
+    napi_typedarray_type t;
+    size_t n;
+    void *p;
+    napi_get_typedarray_info(env, v, &t, &n, &p, NULL, NULL);
+    if (t == napi_uint8_array || t == napi_int8_array || t == napi_uint8_clamped_array) {
+      *data = p; *len = n;
+      return true;
+    }
+  }
+  snprintf(msg, sizeof msg, "%s must be a Uint8Array or Buffer", name);
+  sw_throw_type(env, msg);
+  return false;
+}
+
+/* ---- handles --------------------------------------------------------------------------- */
+
+static void maybe_free(sw_handle *h) {
+  if (h->finalized && (h->uv_closed || !h->poll_inited)) {
+    if (h->on_free) h->on_free(h);
+    free(h);
+  }
+}
+
+static void on_uv_closed(uv_handle_t *uh) {
+  sw_handle *h = (sw_handle *)uh;
+  h->uv_closed = true;
+  maybe_free(h);
+}
+
+static void on_uv_poll(uv_poll_t *p, int status, int events) {
+  sw_handle *h = (sw_handle *)p;
+  if (h->closed) return;
+  h->on_poll(h, status, events);
+}
+
+static void finalize(napi_env env, void *data, void *hint) {
+  (void)env; (void)hint;
+  sw_handle *h = data;
+  h->finalized = true;
+  if (!h->closed) sw_handle_close(h);
+  maybe_free(h);
+}
+
+bool sw_handle_init(napi_env env, sw_handle *h, napi_value self, int fd, bool owns_fd,
+                    const char *resource_name, napi_value cb0, napi_value cb1,
+                    void (*on_poll)(sw_handle *, int, int)) {
+  h->env = env;
+  h->fd = fd;
+  h->owns_fd = owns_fd;
+  h->on_poll = on_poll;
+  napi_value cbs[2] = { cb0, cb1 };
+  for (int i = 0; i < 2; i++) {
+    if (!cbs[i]) continue;
+    napi_valuetype t;
+    napi_typeof(env, cbs[i], &t);
+    if (t != napi_function) { sw_throw_type(env, "callback must be a function"); return false; }
+  }
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return false;
+  int r = uv_poll_init(loop, &h->poll, fd);
+  if (r < 0) { sw_throw_errno(env, "uv_poll_init", -r); free(h); return false; }
+  h->poll_inited = true;
+  napi_value name;
+  napi_create_string_utf8(env, resource_name, NAPI_AUTO_LENGTH, &name);
+  if (napi_async_init(env, self, name, &h->actx) != napi_ok) goto fail;
+  for (int i = 0; i < 2; i++)
+    if (cbs[i] && napi_create_reference(env, cbs[i], 1, &h->cb[i]) != napi_ok) goto fail;
+  if (napi_create_reference(env, self, 1, &h->self) != napi_ok) goto fail;
+  if (napi_wrap(env, self, h, finalize, NULL, NULL) != napi_ok) goto fail;
+  return true;
+fail:
+  /* not wrapped: h is freed from on_uv_closed; the caller still owns the fd */
+  h->owns_fd = false;
+  h->on_free = NULL;
+  sw_handle_close(h);
+  h->finalized = true;
+  return false;
+}
+
+bool sw_handle_start(sw_handle *h, int events) {
+  if (h->closed) return false;
+  int r = uv_poll_start(&h->poll, events, on_uv_poll);
+  if (r < 0) { sw_throw_errno(h->env, "uv_poll_start", -r); return false; }
+  h->events = events;
+  h->polling = true;
+  return true;
+}
+
+void sw_handle_stop(sw_handle *h) {
+  if (h->closed || !h->polling) return;
+  uv_poll_stop(&h->poll);
+  h->polling = false;
+}
+
+void sw_handle_close(sw_handle *h) {
+  if (h->closed) return;
+  h->closed = true;
+  napi_env env = h->env;
+  if (h->poll_inited) {
+    uv_poll_stop(&h->poll);
+    uv_close((uv_handle_t *)&h->poll, on_uv_closed);
+  }
+  h->polling = false;
+  if (h->owns_fd && h->fd >= 0) close(h->fd);
+  h->fd = -1;
+  for (int i = 0; i < 2; i++)
+    if (h->cb[i]) { napi_delete_reference(env, h->cb[i]); h->cb[i] = NULL; }
+  if (h->self) { napi_delete_reference(env, h->self); h->self = NULL; }
+  if (h->actx) { napi_async_destroy(env, h->actx); h->actx = NULL; }
+}
+
+bool sw_handle_call(sw_handle *h, int which, size_t argc, napi_value *argv) {
+  napi_env env = h->env;
+  if (h->closed || !h->cb[which]) return false;
+  napi_value recv, fn, result;
+  napi_get_reference_value(env, h->self, &recv);
+  napi_get_reference_value(env, h->cb[which], &fn);
+  napi_status st = napi_make_callback(env, h->actx, recv, fn, argc, argv, &result);
+  sw_handle_callback_status(env, st);
+  return !h->closed;
+}
+
+sw_handle *sw_unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv,
+                     bool must_be_open) {
+  napi_value self;
+  size_t zero = 0;
+  if (napi_get_cb_info(env, info, argc ? argc : &zero, argv, &self, NULL) != napi_ok) return NULL;
+  void *p = NULL;
+  if (napi_unwrap(env, self, &p) != napi_ok || !p) {
+    sw_throw_type(env, "method called on a wrong object");
+    return NULL;
+  }
+  sw_handle *h = p;
+  if (must_be_open && h->closed) {
+    sw_throw_errno(env, "closed handle", EBADF);
+    return NULL;
+  }
+  return h;
+}
