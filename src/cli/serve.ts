@@ -1,0 +1,171 @@
+/**
+ * The life of one slipway instance: start the namespace agent, take the tap, run the stack,
+ * signal readiness, and shut down cleanly on SIGTERM/SIGINT, on --exit-fd, when the agent dies,
+ * or (slipway run) when the command exits.
+ */
+
+import fs from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import type { Logger } from 'pino';
+import { NamespaceAgent, type AgentOptions } from '../agent/NamespaceAgent.js';
+import { HeldCommand } from '../agent/HeldCommand.js';
+import { Tap, FdWatch, PingSocket, csum, type Tap as TapHandle, type FdWatch as FdWatchHandle } from '../native.js';
+import { setPartialSum } from '../wire/checksum.js';
+import { formatIpv4 } from '../wire/ipv4.js';
+import { formatMac } from '../wire/ethernet.js';
+import { Stack } from '../stack.js';
+import type { StackConfig } from '../config.js';
+import { DnsForwarder, readResolvConf } from '../services/dns.js';
+import type { RunPlan } from './options.js';
+
+/** Frames per tap batch: enough to drain a burst in one wake-up, bounded in memory (~4 MiB). */
+function ringSlots(slotSize: number): number {
+  return Math.max(32, Math.min(1024, Math.floor((4 << 20) / slotSize)));
+}
+
+/** Resolve the DNS upstreams: the flags, else the resolver file's nameservers. */
+function dnsUpstreams(plan: RunPlan, log: Logger): { address: string; port: number }[] {
+  if (plan.stack.dnsUpstreams) return plan.stack.dnsUpstreams;
+  try {
+    const found = readResolvConf(plan.resolvConf);
+    if (found.length === 0) log.warn({ path: plan.resolvConf }, 'no nameserver lines found: DNS queries to the virtual DNS address will fail (use --dns-upstream)');
+    return found;
+  } catch (e) {
+    log.warn({ err: (e as Error).message }, 'cannot read DNS upstreams: DNS queries will fail (use --dns-upstream)');
+    return [];
+  }
+}
+
+/** Start serving a namespace; throws with a user-actionable message when it cannot. */
+export async function serve(plan: RunPlan, log: Logger): Promise<number> {
+  setPartialSum(csum);
+  const upstreams = dnsUpstreams(plan, log);
+  const config: StackConfig = { ...plan.stack, dnsUpstreams: upstreams };
+  const v4 = config.ipv4;
+
+  let held: HeldCommand | null = null;
+  let target: AgentOptions['target'];
+  let joinUserns: AgentOptions['joinUserns'] = 'auto';
+  if (plan.mode === 'run') {
+    const [cmd, ...args] = plan.command!;
+    held = await HeldCommand.spawn(cmd, args);
+    target = { pid: held.pid };
+    joinUserns = 'always';
+  } else {
+    target = plan.target!;
+  }
+
+  let agent: NamespaceAgent;
+  try {
+    agent = await NamespaceAgent.start({
+      target,
+      joinUserns,
+      ifname: plan.ifname,
+      mtu: config.mtu,
+      mac: config.guestMac ? formatMac(config.guestMac) : undefined,
+      configure: plan.configure
+        ? { address: formatIpv4(v4.guest), prefixLength: v4.prefixLength, gateway: formatIpv4(v4.gateway) }
+        : undefined,
+    });
+  } catch (e) {
+    held?.kill('SIGKILL');
+    throw e;
+  }
+
+  const dns = upstreams.length > 0 && !config.disableDns ? new DnsForwarder({ upstreams, log }) : null;
+  let tap: TapHandle | null = null;
+  const stack = new Stack({
+    config,
+    writer: { write: (f) => tap!.write(f), writev: (p) => tap!.writev(p) },
+    log,
+    pingFactory: (family, onReply) => new PingSocket(family, onReply),
+    dns,
+  });
+  const slotSize = config.mtu + 14;
+  const slots = ringSlots(slotSize);
+  tap = new Tap(agent.tapFd, slotSize, slots, (n) => stack.onFrames(tap!.ring, slotSize, tap!.lengths, n));
+
+  let finish!: (code: number) => void;
+  const done = new Promise<number>((r) => (finish = r));
+  let exitWatch: FdWatchHandle | null = null;
+  let stopping = false;
+  const shutdown = (code: number, reason: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ reason, stats: stack.stats() }, 'shutting down');
+    exitWatch?.close();
+    stack.close();
+    tap?.close();
+    agent.stop();
+    if (plan.pidFile) fs.rmSync(plan.pidFile, { force: true });
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+    finish(code);
+  };
+  const onTerm = (): void => {
+    held?.kill('SIGTERM');
+    shutdown(0, 'SIGTERM');
+  };
+  const onInt = (): void => {
+    held?.kill('SIGINT');
+    shutdown(0, 'SIGINT');
+  };
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+  agent.onExit = (why: string) => {
+    log.error({ why }, 'the namespace agent exited: the namespace is gone or the agent was killed');
+    shutdown(1, 'agent exited');
+  };
+
+  if (plan.exitFd !== undefined) {
+    try {
+      exitWatch = new FdWatch(plan.exitFd, 'any', () => shutdown(0, 'exit-fd'));
+    } catch (e) {
+      shutdown(1, 'bad exit-fd');
+      throw new Error(`--exit-fd ${plan.exitFd}: ${(e as Error).message}`);
+    }
+  }
+  if (plan.pidFile) {
+    try {
+      fs.writeFileSync(plan.pidFile, `${process.pid}\n`);
+    } catch (e) {
+      shutdown(1, 'pid-file');
+      throw new Error(`--pid-file ${plan.pidFile}: cannot write: ${(e as Error).message}`);
+    }
+  }
+
+  log.info(
+    {
+      pid: 'pid' in target ? target.pid : undefined,
+      netns: 'netnsPath' in target ? target.netnsPath : undefined,
+      ifname: plan.ifname,
+      mtu: config.mtu,
+      configured: plan.configure ? `${formatIpv4(v4.guest)}/${v4.prefixLength} via ${formatIpv4(v4.gateway)}` : false,
+      dns: dns ? upstreams.map((u) => `${u.address}:${u.port}`) : 'off',
+      hostLoopback: !config.disableHostLoopback,
+    },
+    'serving',
+  );
+  if (plan.readyFd !== undefined) {
+    try {
+      fs.writeSync(plan.readyFd, '1');
+      fs.closeSync(plan.readyFd);
+    } catch (e) {
+      log.warn({ err: (e as Error).message, fd: plan.readyFd }, 'cannot write to --ready-fd');
+    }
+  }
+
+  if (held) {
+    held.go();
+    held.exited.then(({ code, signal }) => {
+      const status = code ?? (signal ? 128 + signalNumber(signal) : 1);
+      shutdown(status, `command exited (${signal ?? code})`);
+    });
+  }
+  return done;
+}
+
+function signalNumber(name: string): number {
+  const n = (osConstants.signals as Record<string, number>)[name];
+  return typeof n === 'number' ? n : 0;
+}

@@ -1,0 +1,127 @@
+/**
+ * FrameSink: the one way out toward the guest. It prepends Ethernet + IPv4 headers, computes
+ * checksums (the payload is summed where it lies, never copied in JS) and hands the parts to the
+ * tap's writev. Header scratch space is preallocated; nothing is allocated per frame beyond the
+ * small views the writev call needs.
+ */
+
+import { ETH_HEADER_LEN, ETHERTYPE_IPV4, writeEthernetHeader } from '../wire/ethernet.js';
+import { IPV4_MIN_HEADER, PROTO_ICMP, PROTO_TCP, PROTO_UDP, writeIpv4Header } from '../wire/ipv4.js';
+import { TCP_CHECKSUM_OFFSET, TCP_MIN_HEADER, writeSynOptions, writeTcpHeader } from '../wire/tcp.js';
+import { UDP_HEADER_LEN, writeUdpHeader } from '../wire/udp.js';
+import { finish, partialSum, pseudoSum4 } from '../wire/checksum.js';
+import { writeU16 } from '../wire/bytes.js';
+
+/** Where frames go: the native Tap, or a recorder in tests. */
+export interface FrameWriter {
+  write(frame: Uint8Array): boolean;
+  writev(parts: Uint8Array[]): boolean;
+}
+
+const IP_OFF = ETH_HEADER_LEN;
+const L4_OFF = ETH_HEADER_LEN + IPV4_MIN_HEADER;
+
+export class FrameSink {
+  /** Frames we could not write (tap queue full). */
+  dropped = 0;
+  sent = 0;
+  private readonly hdr = new Uint8Array(128);
+  private readonly parts: Uint8Array[] = [this.hdr, this.hdr];
+  private readonly views = new Map<number, Uint8Array>();
+  private ipId = 0;
+
+  constructor(
+    private readonly writer: FrameWriter,
+    /** Our MAC (gateway / DNS virtual hosts). */
+    readonly ourMac: Uint8Array,
+    /** Returns the guest's MAC for an address (learned), or null if unknown. */
+    private readonly guestMacFor: (addr: number) => Uint8Array | null,
+  ) {}
+
+  private hdrView(len: number): Uint8Array {
+    let v = this.views.get(len);
+    if (!v) {
+      v = this.hdr.subarray(0, len);
+      this.views.set(len, v);
+    }
+    return v;
+  }
+
+  private put(hdrLen: number, payload: Uint8Array | null, off: number, len: number): boolean {
+    let ok: boolean;
+    if (payload && len > 0) {
+      this.parts[0] = this.hdrView(hdrLen);
+      this.parts[1] = payload.subarray(off, off + len);
+      ok = this.writer.writev(this.parts);
+    } else {
+      ok = this.writer.write(this.hdrView(hdrLen));
+    }
+    if (ok) this.sent++;
+    else this.dropped++;
+    return ok;
+  }
+
+  /** Ethernet + IPv4 header for a frame to `dst`; false when the guest MAC is unknown. */
+  private ip4(src: number, dst: number, proto: number, l4Len: number, ttl = 64): boolean {
+    const mac = this.guestMacFor(dst);
+    if (!mac) return false;
+    writeEthernetHeader(this.hdr, 0, mac, this.ourMac, ETHERTYPE_IPV4);
+    this.ipId = (this.ipId + 1) & 0xffff;
+    writeIpv4Header(this.hdr, IP_OFF, src, dst, proto, l4Len, ttl, this.ipId, true);
+    return true;
+  }
+
+  /** A TCP segment to the guest. */
+  tcp4(
+    src: number, dst: number, srcPort: number, dstPort: number,
+    seq: number, ack: number, flags: number, window: number,
+    payload: Uint8Array | null, off: number, len: number,
+    synOpts?: { mss: number; wscale: number },
+  ): boolean {
+    const optLen = synOpts ? 8 : 0;
+    const tcpHdr = TCP_MIN_HEADER + optLen;
+    if (!this.ip4(src, dst, PROTO_TCP, tcpHdr + len)) return false;
+    writeTcpHeader(this.hdr, L4_OFF, srcPort, dstPort, seq, ack, flags, window, optLen);
+    if (synOpts) writeSynOptions(this.hdr, L4_OFF + TCP_MIN_HEADER, synOpts.mss, synOpts.wscale);
+    let sum = pseudoSum4(src, dst, PROTO_TCP, tcpHdr + len);
+    sum = partialSum(this.hdr, L4_OFF, tcpHdr, sum);
+    if (payload && len > 0) sum = partialSum(payload, off, len, sum);
+    writeU16(this.hdr, L4_OFF + TCP_CHECKSUM_OFFSET, finish(sum));
+    return this.put(L4_OFF + tcpHdr, payload, off, len);
+  }
+
+  /** A UDP datagram to the guest. */
+  udp4(src: number, dst: number, srcPort: number, dstPort: number, payload: Uint8Array, off: number, len: number): boolean {
+    if (!this.ip4(src, dst, PROTO_UDP, UDP_HEADER_LEN + len)) return false;
+    writeUdpHeader(this.hdr, L4_OFF, srcPort, dstPort, len);
+    let sum = pseudoSum4(src, dst, PROTO_UDP, UDP_HEADER_LEN + len);
+    sum = partialSum(this.hdr, L4_OFF, UDP_HEADER_LEN, sum);
+    sum = partialSum(payload, off, len, sum);
+    const c = finish(sum);
+    writeU16(this.hdr, L4_OFF + 6, c === 0 ? 0xffff : c);
+    return this.put(L4_OFF + UDP_HEADER_LEN, payload, off, len);
+  }
+
+  /**
+   * An ICMP message to the guest: `head` (8 bytes: type, code, checksum placeholder, rest) is
+   * written as given; the checksum is computed over head + body.
+   */
+  icmp4(src: number, dst: number, head: Uint8Array, body: Uint8Array, off: number, len: number, ttl = 64): boolean {
+    if (!this.ip4(src, dst, PROTO_ICMP, 8 + len, ttl)) return false;
+    this.hdr.set(head.subarray(0, 8), L4_OFF);
+    this.hdr[L4_OFF + 2] = 0;
+    this.hdr[L4_OFF + 3] = 0;
+    let sum = partialSum(this.hdr, L4_OFF, 8, 0);
+    if (len > 0) sum = partialSum(body, off, len, sum);
+    writeU16(this.hdr, L4_OFF + 2, finish(sum));
+    return this.put(L4_OFF + 8, body, off, len);
+  }
+
+  /** A complete frame built by the caller (ARP replies, DHCP). */
+  raw(frame: Uint8Array): boolean {
+    const ok = this.writer.write(frame);
+    if (ok) this.sent++;
+    else this.dropped++;
+    return ok;
+  }
+}
