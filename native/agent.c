@@ -161,12 +161,14 @@ static int parse_int(const char *s, long min, long max, long *out) {
   return 0;
 }
 
+static pid_t parent_pid;
+
 /* Arm PDEATHSIG, then make sure the parent did not already go away. */
 static void die_with_parent(long ppid_arg) {
   pid_t before = getppid();
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) _exit(1);
-  pid_t now = getppid();
-  if (now != (ppid_arg > 0 ? (pid_t)ppid_arg : before)) _exit(1);
+  parent_pid = ppid_arg > 0 ? (pid_t)ppid_arg : before;
+  if (getppid() != parent_pid) _exit(1);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -398,6 +400,8 @@ static void join_namespaces(const struct opts *o) {
       fail(e, "cannot join user namespace of %s: %s", target, strerror(e));
     }
     close(userfd);
+    /* Joining a userns changes our credentials, which clears the parent-death signal: re-arm. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent_pid) _exit(1);
   }
   if (setns(netfd, CLONE_NEWNET) < 0) {
     int e = errno;
@@ -771,6 +775,8 @@ static int hold_main(int argc, char **argv) {
                   ? " (are unprivileged user namespaces enabled? check user.max_user_namespaces and kernel.unprivileged_userns_clone)"
                   : "");
   }
+  /* unshare(CLONE_NEWUSER) changed our credentials, which clears the parent-death signal. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent_pid) _exit(1);
   char map[64];
   int r = write_file("/proc/self/setgroups", "deny");
   if (r < 0 && r != -ENOENT) hold_fail(-r, "cannot write /proc/self/setgroups: %s", strerror(-r));

@@ -1,0 +1,242 @@
+import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import {
+  AgentChannel,
+  closeFd,
+  csum,
+  FdWatch,
+  isPingPermissionError,
+  PingSocket,
+  POLL_READABLE,
+  setCloexec,
+  socketpair,
+  Tap,
+  type NativeError,
+} from './native.js';
+
+/** Reference: ones'-complement sum of big-endian 16-bit words, folded, not inverted. */
+function refCsum(buf: Uint8Array, off: number, len: number, initial: number): number {
+  let sum = initial;
+  let i = 0;
+  for (; i + 1 < len; i += 2) sum += (buf[off + i]! << 8) | buf[off + i + 1]!;
+  if (i < len) sum += buf[off + i]! << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+  return sum;
+}
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s;
+  };
+}
+
+const isRoot = process.getuid?.() === 0;
+
+describe('csum', () => {
+  it('matches the RFC 1071 example and a known IPv4 header', () => {
+    // RFC 1071 4.1: 00 01 f2 03 f4 f5 f6 f7 -> sum ddf2
+    expect(csum(Uint8Array.from([0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0, 8, 0)).toBe(0xddf2);
+    const hdr = Buffer.from('450000730000400040110000c0a80001c0a800c7', 'hex');
+    expect(~csum(hdr, 0, hdr.length, 0) & 0xffff).toBe(0xb861);
+  });
+
+  it('matches the reference on random buffers, odd lengths, offsets and initial values', () => {
+    const r = rng(42);
+    for (let n = 0; n < 2000; n++) {
+      const size = n < 300 ? n : r() % 70000;
+      const buf = new Uint8Array(size + 16);
+      for (let i = 0; i < buf.length; i++) buf[i] = n % 7 === 0 ? 0xff : r() & 0xff;
+      const off = r() % 16;
+      const len = size === 0 ? 0 : r() % (size + 1);
+      const initial = n % 3 === 0 ? 0 : r() & 0xffff;
+      expect(csum(buf, off, len, initial), `size ${size} off ${off} len ${len} init ${initial}`).toBe(refCsum(buf, off, len, initial));
+    }
+  });
+
+  it('works on subarray views and Buffers, and checks bounds', () => {
+    const b = Buffer.alloc(100, 0xab);
+    const view = b.subarray(3, 50);
+    expect(csum(view, 1, 20, 7)).toBe(refCsum(b, 4, 20, 7));
+    expect(() => csum(b, 90, 20, 0)).toThrow(RangeError);
+    expect(() => csum('x' as unknown as Uint8Array, 0, 1, 0)).toThrow(TypeError);
+  });
+});
+
+describe('fd helpers', () => {
+  it('socketpair gives CLOEXEC SEQPACKET ends; setCloexec toggles; closeFd closes', () => {
+    const [a, b] = socketpair();
+    const flags = (fd: number): string => fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').match(/flags:\s+(\d+)/)![1]!;
+    expect(parseInt(flags(a), 8) & 0o2000000).not.toBe(0);
+    setCloexec(a, false);
+    expect(parseInt(flags(a), 8) & 0o2000000).toBe(0);
+    setCloexec(a, true);
+    closeFd(a);
+    closeFd(b);
+    try {
+      closeFd(b);
+      expect.unreachable();
+    } catch (e) {
+      expect((e as NativeError).code).toBe('EBADF');
+      expect((e as NativeError).message).toMatch(/^close: Bad file descriptor/);
+    }
+  });
+});
+
+describe('AgentChannel', () => {
+  it('passes messages and fds, and reports close', async () => {
+    const [a, b] = socketpair();
+    const got: { msg: string; fds: number[] }[] = [];
+    let closed = false;
+    const done = new Promise<void>((res) => {
+      const chB = new AgentChannel(
+        b,
+        (msg, fds) => got.push({ msg: msg.toString(), fds }),
+        () => {
+          closed = true;
+          chB.close();
+          res();
+        },
+      );
+    });
+    const chA = new AgentChannel(a, () => {}, () => {});
+    expect(chA.send(Buffer.from('{"x":1}'))).toBe(true);
+    chA.send(new TextEncoder().encode('two'));
+    await new Promise((r) => setTimeout(r, 20));
+    chA.close();
+    await done;
+    expect(closed).toBe(true);
+    expect(got.map((g) => g.msg)).toEqual(['{"x":1}', 'two']);
+    expect(got[0]!.fds).toEqual([]);
+  });
+});
+
+describe('Tap (over a SEQPACKET socketpair standing in for a tap fd)', () => {
+  it('reads batches into the ring, refills when full, writes and writev', async () => {
+    const [dev, peer] = socketpair();
+    const seen: string[] = [];
+    const batches: number[] = [];
+    const tap = new Tap(dev, 256, 4, (n) => {
+      batches.push(n);
+      for (let i = 0; i < n; i++) seen.push(tap.ring.toString('latin1', i * 256, i * 256 + tap.lengths[i]!));
+    });
+    expect(tap.ring.length).toBe(1024);
+    expect(tap.lengths.length).toBe(4);
+    const peerCh = new AgentChannel(peer, (m) => seen.push('peer:' + m.toString()), () => {});
+    for (let i = 0; i < 10; i++) peerCh.send(Buffer.from(`frame${i}`));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(seen.filter((s) => s.startsWith('frame'))).toEqual(Array.from({ length: 10 }, (_, i) => `frame${i}`));
+    expect(batches).toEqual([4, 4, 2]); // one wake-up, ring refilled after each callback
+    expect(tap.write(Buffer.from('out1'))).toBe(true);
+    expect(tap.writev([Buffer.from('ou'), new Uint8Array([0x74, 0x32]), Buffer.alloc(0)])).toBe(true);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(seen.filter((s) => s.startsWith('peer:'))).toEqual(['peer:out1', 'peer:out2']);
+    const st = tap.stats();
+    expect(st).toMatchObject({ rxFrames: 10, rxBytes: 60, txFrames: 2, txBytes: 8, txDropped: 0, rxErrors: 0 });
+
+    tap.pause();
+    peerCh.send(Buffer.from('while-paused'));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(seen).not.toContain('while-paused');
+    tap.resume();
+    await new Promise((r) => setTimeout(r, 30));
+    expect(seen).toContain('while-paused');
+
+    tap.close();
+    tap.close();
+    expect(tap.fd).toBe(-1);
+    expect(() => tap.write(Buffer.from('x'))).toThrow(/EBADF|closed/);
+    peerCh.close();
+  });
+
+  it('exceptions from onFrames go to uncaughtException and microtasks run', async () => {
+    const [dev, peer] = socketpair();
+    let micro = false;
+    const tap = new Tap(dev, 128, 2, () => {
+      queueMicrotask(() => (micro = true));
+      throw new Error('boom from onFrames');
+    });
+    const caught = new Promise<Error>((res) => {
+      const listeners = process.listeners('uncaughtException');
+      process.removeAllListeners('uncaughtException');
+      process.once('uncaughtException', (e) => {
+        for (const l of listeners) process.on('uncaughtException', l);
+        res(e);
+      });
+    });
+    const peerCh = new AgentChannel(peer, () => {}, () => {});
+    peerCh.send(Buffer.from('x'));
+    const e = await caught;
+    expect(e.message).toBe('boom from onFrames');
+    await new Promise((r) => setTimeout(r, 10));
+    expect(micro).toBe(true);
+    tap.close();
+    peerCh.close();
+  });
+
+  it('write returns false and counts when the queue is full', () => {
+    const [dev, peer] = socketpair();
+    const tap = new Tap(dev, 128, 2, () => {});
+    let dropped = 0;
+    for (let i = 0; i < 100000 && dropped === 0; i++) if (!tap.write(Buffer.alloc(1000))) dropped++;
+    expect(dropped).toBe(1);
+    expect(tap.stats().txDropped).toBe(1);
+    tap.close();
+    closeFd(peer);
+  });
+});
+
+describe('FdWatch', () => {
+  it("'any' reports hangup of a pipe's write end", async () => {
+    const [a, b] = socketpair();
+    const ev = await new Promise<number>((res) => {
+      const w = new FdWatch(a, 'any', (events) => {
+        w.close();
+        res(events);
+      });
+      closeFd(b);
+    });
+    expect(ev & POLL_READABLE).toBeTruthy();
+    closeFd(a);
+  });
+});
+
+describe('PingSocket', () => {
+  const range = fs.readFileSync('/proc/sys/net/ipv4/ping_group_range', 'utf8').trim().split(/\s+/).map(Number);
+  const gid = process.getgid?.() ?? 0;
+  const allowed = gid >= range[0]! && gid <= range[1]!;
+
+  it.skipIf(allowed)('throws EACCES/EPERM when ping_group_range forbids it', () => {
+    try {
+      new PingSocket(4, () => {});
+      expect.unreachable();
+    } catch (e) {
+      expect(isPingPermissionError(e)).toBe(true);
+      expect((e as Error).message).toMatch(/^socket\(AF_INET, SOCK_DGRAM, IPPROTO_ICMP\): /);
+    }
+  });
+
+  it.skipIf(!isRoot)('echoes on loopback inside a private netns (root: unshare -n)', () => {
+    const native = fileURLToPath(new URL('./native.ts', import.meta.url));
+    const script = `
+      import { PingSocket } from ${JSON.stringify(native)};
+      const s = new PingSocket(4, (data, from) => {
+        console.log(JSON.stringify({ type: data[0], payload: data.subarray(8).toString(), from }));
+        s.close();
+      });
+      const m = Buffer.alloc(8 + 5); m[0] = 8; m.write('hello', 8);
+      s.send('127.0.0.1', m);
+    `;
+    fs.writeFileSync('/tmp/slipway-ping-test.mts', script);
+    const r = spawnSync(
+      'unshare',
+      ['-n', 'sh', '-c', 'ip link set lo up && sysctl -qw net.ipv4.ping_group_range="0 2147483647" && exec node --import tsx /tmp/slipway-ping-test.mts'],
+      { encoding: 'utf8', timeout: 20000 },
+    );
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout.trim())).toEqual({ type: 0, payload: 'hello', from: '127.0.0.1' });
+  });
+});

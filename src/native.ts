@@ -1,0 +1,166 @@
+/**
+ * Typed surface of the native core (`build/Release/slipway.node`) and the path of the namespace
+ * agent executable (`build/Release/slipway-agent`).
+ *
+ * The path is computed from this module's URL: dist/native.js and src/native.ts are both one
+ * level below the package root, so `../build/Release` works for both (vitest runs src/ directly).
+ *
+ * Every native call is non-blocking. Native errors are plain `Error`s whose message names the
+ * syscall and the errno text, with `.code` ('EAGAIN', 'EACCES', ...), `.errno` (negative) and
+ * `.syscall` — see {@link NativeError}.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+
+const packageRoot = fileURLToPath(new URL('..', import.meta.url));
+
+function buildDir(): string {
+  const override = process.env['SLIPWAY_NATIVE_DIR'];
+  if (override) return override;
+  const release = join(packageRoot, 'build', 'Release');
+  if (existsSync(join(release, 'slipway.node'))) return release;
+  const debug = join(packageRoot, 'build', 'Debug');
+  if (existsSync(join(debug, 'slipway.node'))) return debug;
+  return release;
+}
+
+const dir = buildDir();
+
+/** Absolute path of the slipway-agent executable. */
+export const agentPath: string = join(dir, 'slipway-agent');
+
+/** Error thrown by native calls. */
+export interface NativeError extends Error {
+  /** errno name, e.g. 'EAGAIN' (or 'ERR_INVALID_ARG_TYPE' / 'ERR_OUT_OF_RANGE' for bad arguments). */
+  code: string;
+  /** negative errno, as in Node's own system errors (absent for argument errors). */
+  errno?: number;
+  syscall?: string;
+}
+
+export function isNativeError(e: unknown, code?: string): e is NativeError {
+  return e instanceof Error && typeof (e as NativeError).code === 'string' && (code === undefined || (e as NativeError).code === code);
+}
+
+export interface TapStats {
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  /** frames not written because the tap queue was full (EAGAIN/ENOBUFS). */
+  txDropped: number;
+  rxErrors: number;
+}
+
+/**
+ * Batch reader/writer for a tap fd (takes ownership of the fd; sets O_NONBLOCK).
+ *
+ * On each wake-up, frames are read into successive slots of `ring` until EAGAIN or all slots are
+ * used, then `onFrames(count)` is called once: frame i is `ring.subarray(i * slotSize, i *
+ * slotSize + lengths[i])`. The ring is reused on the next read: copy what you keep. If the ring
+ * filled up, reading continues after the callback (at most 8 rounds per wake-up). Frames longer
+ * than `slotSize` are truncated, so make slotSize >= MTU + 14 (+ 12 with a vnet header).
+ */
+export interface Tap {
+  readonly ring: Buffer;
+  readonly lengths: Int32Array;
+  /** the fd, or -1 after close(). */
+  readonly fd: number;
+  /** Write one frame. false (and counted in txDropped) if the queue is full. Throws on other errors. */
+  write(frame: Uint8Array): boolean;
+  /** Write one frame made of several parts (writev(2), at most 64 parts). */
+  writev(parts: Uint8Array[]): boolean;
+  /** Stop reading (the kernel queue fills, then drops). */
+  pause(): void;
+  resume(): void;
+  /** Stop polling and close the fd. Idempotent. */
+  close(): void;
+  stats(): TapStats;
+}
+export interface TapConstructor {
+  new (fd: number, slotSize: number, slots: number, onFrames: (count: number) => void): Tap;
+}
+
+/** Watches an fd (does not own it). `events` passed to cb is the uv bitmask (below) or a negative errno. */
+export interface FdWatch {
+  close(): void;
+}
+export interface FdWatchConstructor {
+  new (fd: number, events: 'readable' | 'any', cb: (events: number) => void): FdWatch;
+}
+export const POLL_READABLE = 1;
+export const POLL_WRITABLE = 2;
+export const POLL_DISCONNECT = 4;
+export const POLL_PRIORITIZED = 8;
+
+/**
+ * ICMP "ping" socket (SOCK_DGRAM, IPPROTO_ICMP/ICMPV6). Needs the caller's gid inside
+ * `net.ipv4.ping_group_range`; otherwise the constructor throws with code EACCES (see
+ * {@link pingPermissionHint}).
+ */
+export interface PingSocket {
+  /** Send an ICMP echo request (header + payload; the kernel rewrites the id and checksum). false if the queue is full. */
+  send(dst: string, icmpMessage: Uint8Array): boolean;
+  close(): void;
+}
+export interface PingSocketConstructor {
+  /** onReply gets a copy of the ICMP message (header + payload) and the source address. */
+  new (family: 4 | 6, onReply: (data: Buffer, fromAddr: string) => void): PingSocket;
+}
+
+/** SOCK_SEQPACKET channel to the namespace agent (owns the fd). Received fds are CLOEXEC. */
+export interface AgentChannel {
+  /** false if the socket buffer is full. */
+  send(msg: Uint8Array): boolean;
+  close(): void;
+}
+export interface AgentChannelConstructor {
+  new (fd: number, onMessage: (msg: Buffer, fds: number[]) => void, onClose: () => void): AgentChannel;
+}
+
+interface Addon {
+  Tap: TapConstructor;
+  FdWatch: FdWatchConstructor;
+  PingSocket: PingSocketConstructor;
+  AgentChannel: AgentChannelConstructor;
+  csum(buf: Uint8Array, offset: number, length: number, initial: number): number;
+  socketpair(): [number, number];
+  setCloexec(fd: number, on: boolean): void;
+  closeFd(fd: number): void;
+}
+
+const require = createRequire(import.meta.url);
+const addon = require(join(dir, 'slipway.node')) as Addon;
+
+export const Tap: TapConstructor = addon.Tap;
+export const FdWatch: FdWatchConstructor = addon.FdWatch;
+export const PingSocket: PingSocketConstructor = addon.PingSocket;
+export const AgentChannel: AgentChannelConstructor = addon.AgentChannel;
+
+/**
+ * Internet checksum partial sum over buf[offset, offset+length): ones'-complement sum of the
+ * big-endian 16-bit words (odd trailing byte padded with zero) plus `initial`, folded to 16 bits,
+ * not inverted. Final checksum = `~csum(...) & 0xffff`.
+ */
+export const csum: (buf: Uint8Array, offset: number, length: number, initial: number) => number = addon.csum;
+/** AF_UNIX SOCK_SEQPACKET pair, both ends CLOEXEC. */
+export const socketpair: () => [number, number] = addon.socketpair;
+export const setCloexec: (fd: number, on: boolean) => void = addon.setCloexec;
+export const closeFd: (fd: number) => void = addon.closeFd;
+
+/** A line to log when `new PingSocket()` fails with EACCES/EPERM. */
+export function pingPermissionHint(family: 4 | 6): string {
+  const gid = typeof process.getgid === 'function' ? process.getgid() : -1;
+  return (
+    `ICMP ping sockets are not allowed for gid ${gid}: net.ipv4.ping_group_range does not include it ` +
+    `(applies to IPv${family} too). Allow it with: sysctl -w net.ipv4.ping_group_range="0 2147483647". ` +
+    'Until then, ping from the container to outside addresses will not get replies.'
+  );
+}
+
+/** True for the error `new PingSocket()` throws when ping_group_range forbids ping sockets. */
+export function isPingPermissionError(e: unknown): boolean {
+  return isNativeError(e) && (e.code === 'EACCES' || e.code === 'EPERM');
+}
