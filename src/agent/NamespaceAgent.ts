@@ -1,0 +1,309 @@
+/**
+ * NamespaceAgent: spawns `slipway-agent` (native/agent.c; its header documents the protocol),
+ * which joins the target user+network namespace, creates (and optionally configures) the tap and
+ * sends its fd back, then creates sockets inside the netns on request.
+ *
+ * Spawn from the main thread: PR_SET_PDEATHSIG fires when the spawning *thread* exits.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { AgentChannel, agentPath, closeFd, socketpair } from '../native.js';
+
+export type AgentTarget = { pid: number } | { netnsPath: string; usernsPath?: string };
+
+export interface AgentOptions {
+  target: AgentTarget;
+  /** default 'auto' (see agent.c). */
+  joinUserns?: 'auto' | 'never' | 'always';
+  ifname: string;
+  mtu: number;
+  mac?: string;
+  vnetHdr?: boolean;
+  configure?: { address: string; prefixLength: number; gateway: string };
+  /** Run the agent as this uid/gid (needs privileges; e.g. root serving a user's container). */
+  user?: { uid: number; gid: number };
+  /** Setup timeout, default 10 000 ms. */
+  timeoutMs?: number;
+  /** Where the agent's stderr goes (it only writes there when fd 3 is unusable). Default 'inherit'. */
+  stderr?: 'inherit' | 'ignore';
+}
+
+export interface SocketRequest {
+  family: 4 | 6;
+  type: 'stream' | 'dgram';
+  bind?: { address: string; port: number };
+  connect?: { address: string; port: number };
+}
+
+/** Error reported by the agent (or about it): `message` is meant for the user, `code` is an errno name. */
+export class AgentError extends Error {
+  readonly code: string;
+  constructor(message: string, code: string) {
+    super(message);
+    this.name = 'AgentError';
+    this.code = code;
+  }
+}
+
+interface Reply {
+  id?: number | null;
+  ok: boolean;
+  error?: string;
+  code?: string;
+  ifindex?: number;
+  mac?: string;
+  mtu?: number;
+}
+
+interface Pending {
+  resolve: (fd: number) => void;
+  reject: (e: Error) => void;
+}
+
+/** Build the agent argv (exported for tests and for logging the exact invocation). */
+export function agentArgs(opts: AgentOptions, ppid: number = process.pid): string[] {
+  const a: string[] = ['--ppid', String(ppid)];
+  const t = opts.target;
+  if ('pid' in t) {
+    a.push('--pid', String(t.pid));
+  } else {
+    a.push('--netns-path', t.netnsPath);
+    if (t.usernsPath !== undefined) a.push('--userns-path', t.usernsPath);
+  }
+  a.push('--join-userns', opts.joinUserns ?? 'auto');
+  a.push('--ifname', opts.ifname, '--mtu', String(opts.mtu));
+  if (opts.mac !== undefined) a.push('--mac', opts.mac);
+  if (opts.vnetHdr) a.push('--vnet-hdr');
+  if (opts.configure) {
+    const c = opts.configure;
+    a.push('--configure', '--address', `${c.address}/${c.prefixLength}`, '--gateway', c.gateway);
+  }
+  return a;
+}
+
+export class NamespaceAgent {
+  /** The tap fd (blocking mode as received; `new Tap()` makes it non-blocking). The caller owns it. */
+  readonly tapFd: number;
+  readonly pid: number;
+  readonly ifindex: number;
+  readonly mac: string;
+  readonly mtu: number;
+  /**
+   * Called once when the agent exits without stop() having been called (namespace gone, agent
+   * killed). `why` is a human-readable summary ("exit code 1", "signal SIGKILL").
+   */
+  onExit: ((why: string, code: number | null, signal: NodeJS.Signals | null) => void) | null = null;
+  /** Resolves when the agent process has exited. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  private readonly child: ChildProcess;
+  private readonly channel: AgentChannel;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private stopped = false;
+  private dead = false;
+
+  private constructor(
+    child: ChildProcess,
+    channel: AgentChannel,
+    hello: Reply,
+    tapFd: number,
+    exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>,
+  ) {
+    this.child = child;
+    this.channel = channel;
+    this.pid = child.pid ?? -1;
+    this.tapFd = tapFd;
+    this.ifindex = hello.ifindex ?? -1;
+    this.mac = hello.mac ?? '';
+    this.mtu = hello.mtu ?? 0;
+    this.exited = exited;
+    void exited.then(({ code, signal }) => this.died(code, signal));
+  }
+
+  static start(opts: AgentOptions): Promise<NamespaceAgent> {
+    return new Promise<NamespaceAgent>((resolve, reject) => {
+      const [parentEnd, childEnd] = socketpair();
+      let child: ChildProcess;
+      try {
+        child = spawn(agentPath, agentArgs(opts), {
+          stdio: ['ignore', 'ignore', opts.stderr ?? 'inherit', childEnd],
+          ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
+        });
+      } catch (e) {
+        closeFd(parentEnd);
+        closeFd(childEnd);
+        reject(e instanceof Error ? e : new Error(String(e)));
+        return;
+      }
+      closeFd(childEnd);
+
+      let settled = false;
+      let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
+        child.once('exit', (code, signal) => {
+          exitInfo = { code, signal };
+          res(exitInfo);
+        });
+      });
+      const fail = (err: Error): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        channel.close();
+        if (exitInfo === null) child.kill('SIGKILL');
+        reject(err);
+      };
+      child.once('error', (e) => fail(new AgentError(`cannot start ${agentPath}: ${e.message}`, (e as NodeJS.ErrnoException).code ?? 'EIO')));
+
+      const timeoutMs = opts.timeoutMs ?? 10_000;
+      const timer = setTimeout(
+        () => fail(new AgentError(`namespace agent did not report within ${timeoutMs} ms`, 'ETIMEDOUT')),
+        timeoutMs,
+      );
+
+      let agent: NamespaceAgent | null = null;
+      const channel: AgentChannel = new AgentChannel(
+        parentEnd,
+        (msg, fds) => {
+          if (agent) {
+            agent.onMessage(msg, fds);
+            return;
+          }
+          let hello: Reply;
+          try {
+            hello = JSON.parse(msg.toString('utf8')) as Reply;
+          } catch {
+            fds.forEach(closeFd);
+            fail(new AgentError(`namespace agent sent garbage: ${JSON.stringify(msg.toString('latin1').slice(0, 80))}`, 'EPROTO'));
+            return;
+          }
+          if (!hello.ok) {
+            fds.forEach(closeFd);
+            fail(new AgentError(hello.error ?? 'namespace agent failed', hello.code ?? 'EIO'));
+            return;
+          }
+          if (fds.length !== 1) {
+            fds.forEach(closeFd);
+            fail(new AgentError('namespace agent reported success without a tap fd', 'EPROTO'));
+            return;
+          }
+          if (settled) {
+            fds.forEach(closeFd);
+            return;
+          }
+          settled = true;
+          clearTimeout(timer);
+          agent = new NamespaceAgent(child, channel, hello, fds[0]!, exited);
+          resolve(agent);
+        },
+        () => {
+          if (agent) {
+            agent.channelClosed();
+            return;
+          }
+          // Closed before reporting: say how the agent ended.
+          void exited.then(({ code, signal }) =>
+            fail(
+              new AgentError(
+                `namespace agent exited before reporting (${signal ? `signal ${signal}` : `exit code ${code}`})`,
+                'ECHILD',
+              ),
+            ),
+          );
+        },
+      );
+    });
+  }
+
+  /** Create a socket inside the netns (non-blocking, CLOEXEC). Resolves with the fd (caller owns it). */
+  openSocket(req: SocketRequest): Promise<number> {
+    if (this.dead || this.stopped) return Promise.reject(new AgentError('namespace agent is not running', 'ESRCH'));
+    const id = this.nextId++;
+    const msg: Record<string, string | number> = { id, op: 'socket', family: req.family, type: req.type };
+    if (req.bind) {
+      msg['bind'] = req.bind.address;
+      msg['bindPort'] = req.bind.port;
+    }
+    if (req.connect) {
+      msg['connect'] = req.connect.address;
+      msg['port'] = req.connect.port;
+    }
+    return this.request(id, msg);
+  }
+
+  /** Liveness check: resolves when the agent answers. */
+  ping(): Promise<void> {
+    if (this.dead || this.stopped) return Promise.reject(new AgentError('namespace agent is not running', 'ESRCH'));
+    const id = this.nextId++;
+    return this.request(id, { id, op: 'ping' }).then(() => undefined);
+  }
+
+  /** Close the channel and SIGTERM the agent. Does not close tapFd. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.channel.close();
+    this.rejectAll(new AgentError('namespace agent stopped', 'ECANCELED'));
+    if (!this.dead) this.child.kill('SIGTERM');
+  }
+
+  private request(id: number, msg: object): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      let sent: boolean;
+      try {
+        sent = this.channel.send(Buffer.from(JSON.stringify(msg)));
+      } catch (e) {
+        this.pending.delete(id);
+        reject(e instanceof Error ? e : new Error(String(e)));
+        return;
+      }
+      if (!sent) {
+        this.pending.delete(id);
+        reject(new AgentError('namespace agent channel is full', 'EAGAIN'));
+      }
+    });
+  }
+
+  private onMessage(msg: Buffer, fds: number[]): void {
+    let r: Reply;
+    try {
+      r = JSON.parse(msg.toString('utf8')) as Reply;
+    } catch {
+      fds.forEach(closeFd);
+      return;
+    }
+    const p = typeof r.id === 'number' ? this.pending.get(r.id) : undefined;
+    if (!p) {
+      fds.forEach(closeFd);
+      return;
+    }
+    this.pending.delete(r.id as number);
+    if (r.ok) {
+      p.resolve(fds.length > 0 ? fds[0]! : -1);
+      fds.slice(1).forEach(closeFd);
+    } else {
+      fds.forEach(closeFd);
+      p.reject(new AgentError(r.error ?? 'namespace agent request failed', r.code ?? 'EIO'));
+    }
+  }
+
+  private channelClosed(): void {
+    this.rejectAll(new AgentError('namespace agent went away', 'ECONNRESET'));
+  }
+
+  private died(code: number | null, signal: NodeJS.Signals | null): void {
+    this.dead = true;
+    this.rejectAll(new AgentError('namespace agent exited', 'ECHILD'));
+    if (!this.stopped) {
+      this.channel.close();
+      this.onExit?.(signal ? `signal ${signal}` : `exit code ${code}`, code, signal);
+    }
+  }
+
+  private rejectAll(err: AgentError): void {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) p.reject(err);
+  }
+}
