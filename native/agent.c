@@ -79,6 +79,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -690,7 +691,11 @@ static int serve(void) {
       if (errno == EINTR) continue;
       return errno == ECONNRESET ? 0 : 1;
     }
-    if (n == 0) return 0;
+    if (n == 0) {
+      /* SEQPACKET: 0 is EOF *or* an empty message; only a hangup means EOF */
+      struct pollfd pfd = { .fd = CHAN_FD, .events = POLLIN | POLLRDHUP };
+      if (poll(&pfd, 1, 0) < 0 || (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR))) return 0;
+    }
     buf[n] = 0;
     struct req r;
     const char *err = parse_req(buf, (size_t)n, &r);

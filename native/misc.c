@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -274,7 +275,11 @@ static void chan_on_poll(sw_handle *h, int status, int events) {
         if (nfds < CHAN_MAX_FDS) fds[nfds++] = fd; else close(fd);
       }
     }
-    if (r == 0 && nfds == 0) { chan_eof(h); return; }
+    if (r == 0 && nfds == 0) {
+      /* SEQPACKET: 0 is EOF *or* an empty message; only a hangup means EOF */
+      struct pollfd pfd = { .fd = h->fd, .events = POLLIN | POLLRDHUP };
+      if (poll(&pfd, 1, 0) < 0 || (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR))) { chan_eof(h); return; }
+    }
     napi_handle_scope scope;
     napi_open_handle_scope(env, &scope);
     napi_value argv[2];
