@@ -187,7 +187,8 @@ export class Stack {
   }
 
   describe(): string {
-    return `${this.kind} (pid ${this.child.pid}): ${this.argv.join(' ')}\n--- stderr ---\n${this.stderr.text().slice(-4000)}`;
+    const st = this.alive() ? 'running' : `exited code=${this.child.exitCode} signal=${this.child.signalCode}`;
+    return `${this.kind} (pid ${this.child.pid}, ${st}): ${this.argv.join(' ')}\n--- stderr ---\n${this.stderr.text().slice(-4000)}`;
   }
 }
 
