@@ -50,6 +50,9 @@
  *        -> {"id":N,"ok":false,"error":"...","code":"ECONNREFUSED"}
  *   Garbage gets {"id":N|null,"ok":false,"error":"...","code":"EINVAL"}; never a crash.
  * EOF on fd 3 -> exit(0).
+ * With --pid, the agent also watches the target with a pidfd: when the target process exits it
+ * exits with code 10 (EXIT_TARGET_GONE), so slipway notices the container is gone (our own
+ * presence in the netns would otherwise keep it alive).
  *
  * ARGV (hold mode, for `slipway run`)
  * -----------------------------------
@@ -84,6 +87,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -93,6 +97,9 @@
 #include <linux/nsfs.h>
 
 #define CHAN_FD 3
+#define EXIT_TARGET_GONE 10
+
+static int target_pidfd = -1;
 
 /* ------------------------------------------------------------------------------------------ */
 /* small helpers                                                                              */
@@ -368,6 +375,10 @@ static void join_namespaces(const struct opts *o) {
   int netfd, userfd = -1;
 
   if (o->pid) {
+#ifdef SYS_pidfd_open
+    target_pidfd = (int)syscall(SYS_pidfd_open, (pid_t)o->pid, 0); /* -1 on old kernels: no watch */
+    if (target_pidfd >= 0) fcntl(target_pidfd, F_SETFD, FD_CLOEXEC);
+#endif
     snprintf(path, sizeof path, "/proc/%ld/ns/net", o->pid);
     netfd = open_ns(path, "netns", o->pid);
     if (o->join != JOIN_NEVER) {
@@ -686,7 +697,13 @@ static void do_socket(const struct req *r) {
 static int serve(void) {
   static char buf[4096];
   for (;;) {
-    ssize_t n = recv(CHAN_FD, buf, sizeof buf - 1, MSG_CMSG_CLOEXEC);
+    struct pollfd pf[2] = { { .fd = CHAN_FD, .events = POLLIN }, { .fd = target_pidfd, .events = POLLIN } };
+    int pr = poll(pf, target_pidfd >= 0 ? 2 : 1, -1);
+    if (pr < 0) { if (errno == EINTR) continue; return 1; }
+    if (target_pidfd >= 0 && (pf[1].revents & POLLIN)) return EXIT_TARGET_GONE;
+    if (!pf[0].revents) continue;
+    ssize_t n = recv(CHAN_FD, buf, sizeof buf - 1, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
     if (n < 0) {
       if (errno == EINTR) continue;
       return errno == ECONNRESET ? 0 : 1;

@@ -80,6 +80,9 @@ export function agentArgs(opts: AgentOptions, ppid: number = process.pid): strin
   return a;
 }
 
+/** Agent exit code when the {pid} target process exited. */
+export const AGENT_EXIT_TARGET_GONE = 10;
+
 export class NamespaceAgent {
   /** The tap fd (blocking mode as received; `new Tap()` makes it non-blocking). The caller owns it. */
   readonly tapFd: number;
@@ -88,8 +91,9 @@ export class NamespaceAgent {
   readonly mac: string;
   readonly mtu: number;
   /**
-   * Called once when the agent exits without stop() having been called (namespace gone, agent
-   * killed). `why` is a human-readable summary ("exit code 1", "signal SIGKILL").
+   * Called once when the agent exits without stop() having been called. `why` is a
+   * human-readable summary: "target process 123 exited" (with a {pid} target the agent watches
+   * the target and exits with code 10 when it goes), "signal SIGKILL", "exit code 1".
    */
   onExit: ((why: string, code: number | null, signal: NodeJS.Signals | null) => void) | null = null;
   /** Resolves when the agent process has exited. */
@@ -101,11 +105,13 @@ export class NamespaceAgent {
   private nextId = 1;
   private stopped = false;
   private dead = false;
+  private readonly targetPid: number | null;
 
   private constructor(
     child: ChildProcess,
     channel: AgentChannel,
     hello: Reply,
+    targetPid: number | null,
     tapFd: number,
     exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>,
   ) {
@@ -113,6 +119,7 @@ export class NamespaceAgent {
     this.channel = channel;
     this.pid = child.pid ?? -1;
     this.tapFd = tapFd;
+    this.targetPid = targetPid;
     this.ifindex = hello.ifindex ?? -1;
     this.mac = hello.mac ?? '';
     this.mtu = hello.mtu ?? 0;
@@ -193,7 +200,7 @@ export class NamespaceAgent {
           }
           settled = true;
           clearTimeout(timer);
-          agent = new NamespaceAgent(child, channel, hello, fds[0]!, exited);
+          agent = new NamespaceAgent(child, channel, hello, 'pid' in opts.target ? opts.target.pid : null, fds[0]!, exited);
           resolve(agent);
         },
         () => {
@@ -297,7 +304,13 @@ export class NamespaceAgent {
     this.rejectAll(new AgentError('namespace agent exited', 'ECHILD'));
     if (!this.stopped) {
       this.channel.close();
-      this.onExit?.(signal ? `signal ${signal}` : `exit code ${code}`, code, signal);
+      const why =
+        code === AGENT_EXIT_TARGET_GONE && this.targetPid !== null
+          ? `target process ${this.targetPid} exited`
+          : signal
+            ? `signal ${signal}`
+            : `exit code ${code}`;
+      this.onExit?.(why, code, signal);
     }
   }
 

@@ -287,6 +287,17 @@ describe.skipIf(!isRoot || !hasTools)('namespace agent (needs root to build a ro
     await expect(a2.openSocket({ family: 4, type: 'dgram' })).rejects.toBeInstanceOf(AgentError);
   });
 
+  it('exits (code 10, onExit "target process N exited") when the {pid} target exits', async () => {
+    const c2 = await makeContainer();
+    const a3 = await NamespaceAgent.start({ target: { pid: c2.pid }, ifname: 'tap0', mtu: 1500, user: NOBODY });
+    fs.closeSync(a3.tapFd);
+    const got = new Promise<{ why: string; code: number | null }>((res) => {
+      a3.onExit = (why, code) => res({ why, code });
+    });
+    c2.child.kill('SIGKILL');
+    expect(await got).toEqual({ why: `target process ${c2.pid} exited`, code: 10 });
+  });
+
   it('dies when its parent is SIGKILLed', async () => {
     const native = fileURLToPath(new URL('../native.ts', import.meta.url));
     const script = path.join(os.tmpdir(), `slipway-parent-${process.pid}.mts`);
