@@ -246,6 +246,20 @@ describe.skipIf(!isRoot || !hasTools)('namespace agent (needs root to build a ro
     ).rejects.toMatchObject({ code: expect.stringMatching(/^E(ACCES|PERM)$/) as unknown as string });
   });
 
+  it('joins via --netns-path: the owning userns with joinUserns always, a clear error without it', async () => {
+    const netnsPath = `/proc/${ctr.pid}/ns/net`;
+    const a4 = await NamespaceAgent.start({ target: { netnsPath }, joinUserns: 'always', ifname: 'tapn', mtu: 9000, user: NOBODY });
+    expect(a4.mtu).toBe(9000);
+    const link = JSON.parse(inNetns(ctr.pid, ['ip', '-j', 'link', 'show', 'tapn'])) as { flags: string[] }[];
+    expect(link[0]!.flags).not.toContain('UP'); // no --configure: created, left down (like slirp4netns)
+    a4.stop();
+    fs.closeSync(a4.tapFd);
+    await expect(NamespaceAgent.start({ target: { netnsPath }, ifname: 'tapm', mtu: 1500, user: NOBODY })).rejects.toMatchObject({
+      code: 'EPERM',
+      message: expect.stringContaining('--join-userns always') as unknown as string,
+    });
+  });
+
   it('survives garbage requests', async () => {
     const { AgentChannel, closeFd, socketpair } = await import('../native.js');
     const [a, b] = socketpair();
