@@ -549,7 +549,7 @@ export class Lab {
       await sleep(100);
       const ex = stack.alive() ? 'still running, not ready' : `exited code=${child.exitCode} signal=${child.signalCode}`;
       await stack.stop('SIGKILL');
-      throw new Error(`stack ${kind} did not become ready within ${timeoutMs} ms (${ex})\n${stack.describe()}`);
+      throw new Error(`stack ${kind} did not become ready (${ex}; waited up to ${timeoutMs} ms)\n${stack.describe()}`);
     }
     return stack;
   }
