@@ -201,6 +201,26 @@ describe('DnsForwarder', () => {
     expect(f.counters.answered).toBe(N);
   }, 15_000);
 
+  it('forwards to an IPv6 upstream (on ::1) through its own socket', async (ctx) => {
+    const sock = dgram.createSocket('udp6');
+    sock.on('message', (msg, rinfo) => sock.send(answer(msg, [192, 0, 2, 6]), rinfo.port, rinfo.address));
+    const bound = await new Promise<boolean>((resolve) => {
+      sock.once('error', () => resolve(false));
+      sock.bind(0, '::1', () => resolve(true));
+    });
+    cleanups.push(() => sock.close());
+    if (!bound) return ctx.skip(); // no IPv6 loopback here
+    const v4 = await upstream(silent);
+    const f = new DnsForwarder({
+      upstreams: [{ address: '127.0.0.1', port: v4.port }, { address: '0:0:0:0:0:0:0:1', port: sock.address().port }],
+      timeoutMs: 50,
+    });
+    cleanups.push(() => f.close());
+    const r = await ask(f, buildQuery(0x6666, 'six.test'));
+    expect(view(r).id).toBe(0x6666);
+    expect(Array.from(r.slice(-4))).toEqual([192, 0, 2, 6]);
+  });
+
   it('drops malformed queries and counts them', async () => {
     const up = await upstream(honest);
     const f = forwarder([up]);
