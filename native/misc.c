@@ -142,7 +142,7 @@ static void ping_on_poll(sw_handle *h, int status, int events) {
   ping_t *p = (ping_t *)h;
   napi_env env = h->env;
   (void)events;
-  if (status < 0) return;
+  if (status < 0) { sw_handle_stop(h); return; }
   for (int i = 0; i < PING_MAX_PER_WAKE; i++) {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;

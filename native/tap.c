@@ -24,7 +24,7 @@ static void tap_on_poll(sw_handle *h, int status, int events) {
   tap_t *t = (tap_t *)h;
   napi_env env = h->env;
   (void)events;
-  if (status < 0) { t->rx_errors++; return; }
+  if (status < 0) { t->rx_errors++; sw_handle_stop(h); return; } /* poll error: would repeat forever */
   for (int round = 0; round < TAP_MAX_ROUNDS; round++) {
     size_t n = 0;
     bool eof = false;
