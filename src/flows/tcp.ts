@@ -1,0 +1,1273 @@
+/**
+ * TCP endpoint toward the guest. Theory of operation:
+ *
+ * The guest's TCP connection ends here. Each connection is one `TcpFlow`: toward the guest it is
+ * a real TCP endpoint (handshake, sequence numbers, ACKs, retransmission, flow control, FIN/RST);
+ * toward the host it is an ordinary stream socket (`net.Socket`). Bytes are relayed between the
+ * two; segments are never forwarded as such, so the host kernel does its own TCP with the world.
+ *
+ * Opens. Passive (guest SYN): the flow starts in CONNECTING and asks the env for a host socket;
+ * the SYN-ACK is sent only once that socket connects, so the guest sees a refused or unreachable
+ * destination exactly as it would without us (RST on ECONNREFUSED, an ICMP error via
+ * `env.unreachable` on ENETUNREACH/EHOSTUNREACH/ETIMEDOUT). Guest SYN retransmits meanwhile are
+ * absorbed. Active (inbound forwards in tap mode, `TcpFlowTable.openToGuest`): the host socket is
+ * already connected; we send the SYN (retransmitted on a timer) and relay after the SYN-ACK.
+ *
+ * Guest → host. In-order only: a segment beyond RCV.NXT is dropped and answered at once with a
+ * duplicate ACK (the guest's fast retransmit fills the gap; no reassembly queue, so no memory to
+ * bound). Overlap with received data is trimmed. Payload is copied out of the frame (the tap ring
+ * is reused) and written to the host socket, which is corked for the rest of the tap batch so one
+ * batch becomes one writev. The advertised window is what we can still buffer toward the host:
+ * `bufferLimit - socket.writableLength`, scaled, and the right edge we advertised never moves
+ * left; it only moves right by at least min(limit/2, MSS) (receiver SWS avoidance). When the
+ * host drains a window that had become small, a window update is sent from the write callback.
+ *
+ * ACKs are batched: receiving marks the flow "dirty"; `flushAcks()` (called by the stack after
+ * each tap batch, and as a microtask fallback) sends one ACK per flow that needs one. An ACK is
+ * due at once after two data segments, PSH, FIN, out-of-order or duplicate data, else it is
+ * delayed by `delayedAckMs`. Any segment we send carries the ACK and cancels a pending one.
+ *
+ * Host → guest. Host socket chunks are queued as they come (a list of Buffers with offsets, no
+ * concatenation: `SendQueue`); queue position 0 is SND.UNA. Segments of at most the guest's MSS
+ * are cut from single chunks (a segment never spans two chunks, so the payload is handed to the
+ * env without copying) and sent within the guest's receive window, honoured exactly; no
+ * congestion control toward a local guest. Unacknowledged bytes stay queued for retransmission:
+ * RTO (RFC 6298 estimator, Karn's rule, exponential back-off, retry limit), fast retransmit on
+ * the third duplicate ACK, and a persist timer with 1-byte probes while the guest's window is
+ * zero. The host socket is paused while queued+unacked bytes reach `bufferLimit` or the guest's
+ * window is closed, and resumed once it opens and the queue is at most half full. So memory per
+ * flow is bounded both ways by `bufferLimit` (plus one chunk).
+ *
+ * Close. Guest FIN → `socket.end()` after the data before it (host data keeps flowing to the
+ * guest); host 'end' → FIN to the guest after all queued data, retransmitted like data. Guest
+ * RST (exactly at RCV.NXT; elsewhere in the window: challenge ACK, RFC 5961) →
+ * `socket.resetAndDestroy()`; host errors (ECONNRESET, EPIPE, …) → RST to the guest. When both
+ * FINs are acknowledged the flow lingers `timeWaitMs` (TIME-WAIT: retransmitted FINs are ACKed),
+ * then `env.closed`. Every state has a timer that ends it: connect timeout, SYN(-ACK) retries,
+ * data retries, idle (long while open, short once either side has sent FIN), TIME-WAIT.
+ *
+ * Addresses: IPv4 addresses are uint32 numbers, IPv6 addresses strings; `flow.key` starts with
+ * the family, so keys never collide. Segments given to `input` must already be checksum-verified.
+ */
+
+import type net from 'node:net';
+import { ACK, FIN, PSH, RST, SYN, type TcpOptions, type TcpSegment, seqAdd, seqDiff, seqLt } from '../wire/tcp.js';
+
+/** A guest-visible address: uint32 for IPv4, text for IPv6. */
+export type TcpAddr = number | string;
+
+/** The two ends of a guest connection as the guest sees them (what the env needs to emit). */
+export interface TcpEndpoints {
+  readonly family: 4 | 6;
+  readonly guestAddr: TcpAddr;
+  readonly guestPort: number;
+  readonly remoteAddr: TcpAddr;
+  readonly remotePort: number;
+}
+
+/** SYN options to write: MSS and window shift (0 when the guest did not offer scaling: harmless). */
+export interface TcpSynOptions {
+  mss: number;
+  wscale: number;
+}
+
+/** Minimal logger (pino's Logger fits). */
+export interface TcpLog {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+export interface TcpFlowEnv {
+  /**
+   * Send one segment to the guest, from remote to guest (`flow` is a TcpFlow, or a scratch
+   * TcpEndpoints for RSTs to unknown flows). The env writes Ethernet+IP+TCP headers (+ SYN
+   * options when given) and checksums; payload is buf[off, off+len), to be sent without copying.
+   */
+  emit(
+    flow: TcpEndpoints, flags: number, seq: number, ack: number, window: number,
+    payload: Uint8Array | null, off: number, len: number, synOpts?: TcpSynOptions,
+  ): void;
+  /**
+   * Open the host side for a guest SYN. Returns a connecting socket (or a Duplex with the same
+   * events: 'connect', 'data', 'end', 'error', 'close'), or null to refuse (→ RST). The flow sets
+   * `allowHalfOpen` on it: half-close must be possible.
+   */
+  connect(flow: TcpFlow): net.Socket | null;
+  /** Host connect failed network/host-unreachable style: send an ICMP error to the guest. */
+  unreachable(flow: TcpFlow, err: NodeJS.ErrnoException): void;
+  /** Called once when the flow is finished and forgotten by the table. */
+  closed(flow: TcpFlow): void;
+  log: TcpLog;
+}
+
+/** Tunables; all have defaults (see DEFAULT_TCP_CONFIG). */
+export interface TcpConfig {
+  /** Tap MTU: our MSS is mtu-40 (IPv4) or mtu-60 (IPv6). */
+  mtu: number;
+  /** Bytes buffered per flow per direction (toward the host socket; host data toward the guest). */
+  bufferLimit: number;
+  /** Most flows at once; SYNs beyond get RST. */
+  maxFlows: number;
+  rtoInitialMs: number;
+  rtoMinMs: number;
+  rtoMaxMs: number;
+  /** Retransmissions of one segment before the flow is reset. */
+  maxRetransmits: number;
+  /** SYN-ACK / SYN retransmissions before giving up on a handshake. */
+  synRetries: number;
+  delayedAckMs: number;
+  timeWaitMs: number;
+  /** Host connect taking longer → treated as ETIMEDOUT (unreachable). */
+  connectTimeoutMs: number;
+  /** No traffic either way for this long (both directions open) → reset. */
+  idleTimeoutMs: number;
+  /** Same, once either side has sent FIN. */
+  halfClosedTimeoutMs: number;
+}
+
+export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = {
+  mtu: 65520,
+  bufferLimit: 4 << 20,
+  maxFlows: 16384,
+  rtoInitialMs: 200,
+  rtoMinMs: 200,
+  rtoMaxMs: 10_000,
+  maxRetransmits: 12,
+  synRetries: 5,
+  delayedAckMs: 40,
+  timeWaitMs: 2_000,
+  connectTimeoutMs: 60_000,
+  idleTimeoutMs: 7_200_000,
+  halfClosedTimeoutMs: 60_000,
+};
+
+/** Counters for stats. */
+export interface TcpCounters {
+  opened: number;
+  /** Host connect refused (or env refused). */
+  refused: number;
+  /** Host connect unreachable (ICMP error sent instead of RST). */
+  unreachable: number;
+  /** RSTs sent to the guest. */
+  resets: number;
+  /** RSTs received from the guest that ended a flow. */
+  resetsReceived: number;
+  retransmits: number;
+  droppedOutOfOrder: number;
+  /** SYNs refused because the table was full. */
+  rejectedFull: number;
+  /** Flows ended by a timer (handshake, retries, idle). */
+  timeouts: number;
+}
+
+/** Flow states. Half-closes are flags on ESTABLISHED (see `stateName` for the RFC names). */
+export const TcpState = {
+  /** Guest SYN seen, host socket connecting; nothing sent yet. */
+  CONNECTING: 0,
+  /** Active open: SYN sent to the guest. */
+  SYN_SENT: 1,
+  /** SYN-ACK sent, waiting for the guest's ACK. */
+  SYN_RCVD: 2,
+  /** Synchronized: data both ways, FINs tracked by flags. */
+  ESTABLISHED: 3,
+  /** Both FINs acknowledged; lingering for retransmitted FINs. */
+  TIME_WAIT: 4,
+  CLOSED: 5,
+} as const;
+export type TcpStateValue = (typeof TcpState)[keyof typeof TcpState];
+
+const UNREACHABLE_CODES = new Set(['ENETUNREACH', 'EHOSTUNREACH', 'ETIMEDOUT', 'EHOSTDOWN', 'ENETDOWN']);
+
+/** Shared empty buffer for released queue slots. */
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Host data waiting for the guest: chunks as the socket delivered them, position 0 = SND.UNA.
+ * `locate` finds a position with a cursor that remembers the last lookup (sending walks forward).
+ */
+export class SendQueue {
+  private bufs: Buffer[] = [];
+  private head = 0;
+  private headOff = 0;
+  /** Bytes queued (unacknowledged + unsent). */
+  bytes = 0;
+  private cIdx = 0;
+  /** Queue position of bufs[cIdx][0] (negative for a partly consumed head chunk). */
+  private cStart = 0;
+  /** Results of `locate`. */
+  locBuf: Buffer = EMPTY;
+  locOff = 0;
+  locLen = 0;
+
+  push(b: Buffer): void {
+    if (b.length === 0) return;
+    this.bufs.push(b);
+    this.bytes += b.length;
+  }
+
+  /** Forget the first `n` bytes (acknowledged). */
+  drop(n: number): void {
+    if (n <= 0) return;
+    this.bytes -= n;
+    if (this.bytes === 0) {
+      this.bufs.length = 0;
+      this.head = this.headOff = this.cIdx = this.cStart = 0;
+      return;
+    }
+    const bufs = this.bufs;
+    this.headOff += n;
+    while (this.headOff >= bufs[this.head].length) {
+      this.headOff -= bufs[this.head].length;
+      bufs[this.head] = EMPTY;
+      this.head++;
+    }
+    this.cStart -= n;
+    if (this.cIdx < this.head) {
+      this.cIdx = this.head;
+      this.cStart = -this.headOff;
+    }
+    if (this.head >= 64 && this.head * 2 >= bufs.length) {
+      bufs.splice(0, this.head);
+      this.cIdx -= this.head;
+      this.head = 0;
+    }
+  }
+
+  /** Point locBuf/locOff/locLen at the contiguous bytes from queue position `pos` (< bytes). */
+  locate(pos: number): void {
+    const bufs = this.bufs;
+    if (pos < this.cStart || this.cIdx < this.head || this.cIdx >= bufs.length) {
+      this.cIdx = this.head;
+      this.cStart = -this.headOff;
+    }
+    while (pos >= this.cStart + bufs[this.cIdx].length) {
+      this.cStart += bufs[this.cIdx].length;
+      this.cIdx++;
+    }
+    const b = bufs[this.cIdx];
+    this.locBuf = b;
+    this.locOff = pos - this.cStart;
+    this.locLen = b.length - this.locOff;
+  }
+}
+
+/**
+ * A deadline on one reusable timer: re-arming later than the pending expiry only moves the
+ * deadline (the timer re-checks when it fires), so arming per ACK costs no setTimeout churn.
+ */
+class Deadline {
+  private handle: NodeJS.Timeout | null = null;
+  private at = 0;
+  private firesAt = 0;
+  private readonly tick = (): void => {
+    this.handle = null;
+    if (this.at === 0) return;
+    const now = Date.now();
+    if (now < this.at) {
+      this.schedule(this.at - now, now);
+      return;
+    }
+    this.at = 0;
+    this.fn();
+  };
+
+  constructor(private readonly fn: () => void) {}
+
+  get armed(): boolean {
+    return this.at !== 0;
+  }
+
+  arm(ms: number): void {
+    const now = Date.now();
+    this.at = now + Math.max(1, ms);
+    if (this.handle !== null) {
+      if (this.firesAt <= this.at) return;
+      clearTimeout(this.handle);
+    }
+    this.schedule(this.at - now, now);
+  }
+
+  cancel(): void {
+    this.at = 0;
+    if (this.handle !== null) {
+      clearTimeout(this.handle);
+      this.handle = null;
+    }
+  }
+
+  private schedule(ms: number, now: number): void {
+    this.firesAt = now + ms;
+    this.handle = setTimeout(this.tick, ms);
+    this.handle.unref?.();
+  }
+}
+
+/** What an RST answering `seg` for no flow looks like (RFC 9293 3.10.7.1); false: send nothing. */
+export function resetFor(seg: TcpSegment, out: { flags: number; seq: number; ack: number }): boolean {
+  const f = seg.flags;
+  if (f & RST) return false;
+  if (f & ACK) {
+    out.flags = RST;
+    out.seq = seg.ack;
+    out.ack = 0;
+  } else {
+    out.flags = RST | ACK;
+    out.seq = 0;
+    out.ack = seqAdd(seg.seq, seg.payloadLen + (f & SYN ? 1 : 0) + (f & FIN ? 1 : 0));
+  }
+  return true;
+}
+
+function randomIsn(): number {
+  return (Math.random() * 0x1_0000_0000) >>> 0;
+}
+
+/** Smallest shift that lets a 16-bit window reach `limit` (RFC 7323: at most 14). */
+export function windowShiftFor(limit: number): number {
+  let s = 0;
+  while (s < 14 && 0xffff * 2 ** s < limit) s++;
+  return s;
+}
+
+/** One guest TCP connection and its host socket. Create through `TcpFlowTable`. */
+export class TcpFlow implements TcpEndpoints {
+  state: TcpStateValue;
+  socket: net.Socket | null = null;
+
+  // Sequence space toward the guest (what we send).
+  readonly iss: number;
+  sndUna: number;
+  sndNxt: number;
+  /** Highest sequence sent + 1 (sndNxt is rewound on RTO). */
+  sndMax: number;
+  /** Guest's receive window in bytes (already scaled). */
+  sndWnd = 0;
+  private sndWl1 = 0;
+  private sndWl2 = 0;
+  /** Guest's window shift, applied to its windows once synchronized. */
+  sndShift = 0;
+  /** Largest segment we send: min(guest MSS, our MSS). */
+  sndMss: number;
+
+  // Sequence space from the guest (what we receive).
+  /** Guest's initial sequence number. */
+  guestIsn = 0;
+  rcvNxt = 0;
+  /** Our window shift (0 unless the guest offered scaling). */
+  rcvShift = 0;
+  /** RCV.NXT + the window we last advertised: never moved left. */
+  private rcvAdvEdge = 0;
+  /** MSS we announced. */
+  readonly rcvMss: number;
+
+  // Host → guest queue.
+  readonly queue = new SendQueue();
+  /** Host sent 'end': FIN follows the queued data. */
+  hostEof = false;
+  finSent = false;
+  finAcked = false;
+  /** Guest's FIN has been received (host socket ended). */
+  guestFin = false;
+  private paused = false;
+
+  // Retransmission.
+  private rto: number;
+  private srtt = 0;
+  private rttvar = 0;
+  private backoff = 0;
+  private retries = 0;
+  private dupAcks = 0;
+  private persisting = false;
+  /** Sequence whose ACK completes the RTT sample in flight (timing off when rttAt is 0). */
+  private rttSeq = 0;
+  private rttAt = 0;
+
+  // ACK batching.
+  /** Data received and not yet acknowledged. */
+  ackPending = false;
+  /** The pending ACK must go out at the next flush. */
+  ackNow = false;
+  private segsUnacked = 0;
+  /** Queued in the table's dirty list. */
+  inDirty = false;
+  private corked = false;
+  /** Traffic seen since the last idle check. */
+  private active = true;
+
+  private readonly rtx: Deadline;
+  private readonly delack: Deadline;
+  private readonly life: Deadline;
+
+  constructor(
+    private readonly table: TcpFlowTable,
+    readonly key: string,
+    readonly family: 4 | 6,
+    readonly guestAddr: TcpAddr,
+    readonly guestPort: number,
+    readonly remoteAddr: TcpAddr,
+    readonly remotePort: number,
+    state: TcpStateValue,
+  ) {
+    const cfg = table.config;
+    this.state = state;
+    this.iss = randomIsn();
+    this.sndUna = this.iss;
+    this.sndNxt = this.iss;
+    this.sndMax = this.iss;
+    this.rcvMss = cfg.mtu - (family === 4 ? 40 : 60);
+    this.sndMss = family === 4 ? 536 : 1220;
+    this.rto = cfg.rtoInitialMs;
+    this.rtx = new Deadline(() => this.onRtxTimer());
+    this.delack = new Deadline(() => this.onDelayedAck());
+    this.life = new Deadline(() => this.onLifeTimer());
+  }
+
+  /** RFC 9293 name of the current state (for logs and tests). */
+  get stateName(): string {
+    switch (this.state) {
+      case TcpState.CONNECTING: return 'LISTEN';
+      case TcpState.SYN_SENT: return 'SYN_SENT';
+      case TcpState.SYN_RCVD: return 'SYN_RCVD';
+      case TcpState.TIME_WAIT: return 'TIME_WAIT';
+      case TcpState.CLOSED: return 'CLOSED';
+    }
+    if (this.finSent) {
+      if (this.guestFin) return this.finAcked ? 'TIME_WAIT' : 'LAST_ACK';
+      return this.finAcked ? 'FIN_WAIT_2' : 'FIN_WAIT_1';
+    }
+    return this.guestFin ? 'CLOSE_WAIT' : 'ESTABLISHED';
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Opening
+
+  /** Passive open from a guest SYN (table checked it is a plain SYN). */
+  passiveOpen(seg: TcpSegment, opts: TcpOptions): void {
+    const cfg = this.table.config;
+    this.guestIsn = seg.seq;
+    this.rcvNxt = seqAdd(seg.seq, 1);
+    this.takeSynOptions(opts);
+    this.sndWnd = seg.window;
+    this.sndWl1 = seg.seq;
+    this.sndWl2 = 0;
+    let sock: net.Socket | null = null;
+    try {
+      sock = this.table.env.connect(this);
+    } catch (err) {
+      this.table.env.log.warn({ flow: this.key, err }, 'tcp: host connect threw');
+    }
+    if (sock === null) {
+      this.table.counters.refused++;
+      this.sendRaw(RST | ACK, 0, this.rcvNxt, 0);
+      this.finish();
+      return;
+    }
+    this.attach(sock);
+    this.life.arm(cfg.connectTimeoutMs);
+  }
+
+  /** Active open toward the guest for an accepted host socket. */
+  activeOpen(sock: net.Socket): void {
+    this.rcvShift = windowShiftFor(this.table.config.bufferLimit);
+    this.attach(sock);
+    this.pauseHost();
+    this.sendSyn();
+  }
+
+  private takeSynOptions(opts: TcpOptions): void {
+    const ours = this.rcvMss;
+    const theirs = opts.mss > 0 ? opts.mss : this.family === 4 ? 536 : 1220;
+    this.sndMss = Math.max(1, Math.min(ours, theirs));
+    if (opts.wscale >= 0) {
+      this.sndShift = opts.wscale;
+      if (this.state !== TcpState.SYN_SENT) this.rcvShift = windowShiftFor(this.table.config.bufferLimit);
+    } else {
+      this.sndShift = 0;
+      this.rcvShift = 0;
+    }
+  }
+
+  private attach(sock: net.Socket): void {
+    this.socket = sock;
+    (sock as { allowHalfOpen: boolean }).allowHalfOpen = true;
+    sock.on('connect', this.onConnect);
+    sock.on('data', this.onData);
+    sock.on('end', this.onEnd);
+    sock.on('error', this.onError);
+    sock.on('close', this.onClose);
+  }
+
+  private readonly onConnect = (): void => {
+    if (this.state !== TcpState.CONNECTING) return;
+    const sock = this.socket as net.Socket;
+    if (typeof sock.setNoDelay === 'function') sock.setNoDelay(true);
+    this.state = TcpState.SYN_RCVD;
+    this.table.counters.opened++;
+    this.life.cancel();
+    this.retries = 0;
+    this.sendSynAck();
+    this.table.env.log.debug({ flow: this.key }, 'tcp: host connected, SYN-ACK sent');
+  };
+
+  private sendSynAck(): void {
+    const so = this.table.synScratch;
+    so.mss = this.rcvMss;
+    so.wscale = this.rcvShift;
+    const win = Math.min(this.table.config.bufferLimit, 0xffff);
+    this.rcvAdvEdge = seqAdd(this.rcvNxt, win);
+    this.table.env.emit(this, SYN | ACK, this.iss, this.rcvNxt, win, null, 0, 0, so);
+    this.sndNxt = this.sndMax = seqAdd(this.iss, 1);
+    this.rtx.arm(this.currentRto());
+  }
+
+  private sendSyn(): void {
+    const so = this.table.synScratch;
+    so.mss = this.rcvMss;
+    so.wscale = this.rcvShift;
+    const win = Math.min(this.table.config.bufferLimit, 0xffff);
+    this.table.env.emit(this, SYN, this.iss, 0, win, null, 0, 0, so);
+    this.sndNxt = this.sndMax = seqAdd(this.iss, 1);
+    this.rtx.arm(this.currentRto());
+  }
+
+  private established(): void {
+    this.state = TcpState.ESTABLISHED;
+    this.sndUna = seqAdd(this.iss, 1);
+    this.retries = 0;
+    this.backoff = 0;
+    this.rtx.cancel();
+    this.life.arm(this.table.config.idleTimeoutMs);
+    this.maybeResumeHost();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Segments from the guest
+
+  /** One segment from the guest for this flow. */
+  input(seg: TcpSegment): void {
+    this.active = true;
+    const flags = seg.flags;
+    const state = this.state;
+    if (state === TcpState.CLOSED) return;
+    if (state === TcpState.CONNECTING) {
+      // SYN retransmits are absorbed; a RST for our (unsent) SYN-ACK cancels the connect.
+      if (flags & RST && seg.seq === this.rcvNxt) this.abortFromGuest();
+      return;
+    }
+    if (state === TcpState.SYN_SENT) return this.inputSynSent(seg);
+    const seq = seg.seq;
+    if (flags & RST) return this.inputRst(seq);
+    if (flags & SYN) {
+      if (state === TcpState.SYN_RCVD && seq === this.guestIsn) {
+        this.sendSynAck();
+        return;
+      }
+      this.requestAck(true); // challenge ACK (RFC 5961 4.2)
+      return;
+    }
+    if (!(flags & ACK)) return;
+    if (state === TcpState.SYN_RCVD) {
+      if (seg.ack !== seqAdd(this.iss, 1)) {
+        this.sendRaw(RST, seg.ack, 0, 0);
+        return;
+      }
+      this.sndWnd = seg.window << this.sndShift;
+      this.sndWl1 = seq;
+      this.sndWl2 = seg.ack;
+      this.established();
+      this.sendData(Infinity); // host data (or EOF) that came while the handshake finished
+    }
+
+    // Acceptability and trimming against what we advertised.
+    let len = seg.payloadLen;
+    let off = seg.payloadOff;
+    let fin = (flags & FIN) !== 0;
+    const wnd = Math.max(0, seqDiff(this.rcvAdvEdge, this.rcvNxt));
+    const d = seqDiff(seq, this.rcvNxt);
+    if (d > 0) {
+      // Beyond RCV.NXT: in window → out of order (dropped, duplicate ACK); else unacceptable.
+      if (d < wnd && (len > 0 || fin)) {
+        this.table.counters.droppedOutOfOrder++;
+        this.inputAck(seg.ack, seg.window, seq, 0, false);
+      }
+      this.requestAck(true);
+      return;
+    }
+    if (d < 0) {
+      const segLen = len + (fin ? 1 : 0);
+      if (d + segLen <= 0) {
+        // Entirely old (a retransmit we already have, or a retransmitted FIN): re-ACK.
+        if (segLen > 0) {
+          this.requestAck(true);
+          if (this.state === TcpState.TIME_WAIT) this.life.arm(this.table.config.timeWaitMs);
+        }
+        else this.inputAck(seg.ack, seg.window, seq, 0, false);
+        return;
+      }
+      off -= d;
+      len += d;
+    }
+    if (len > wnd) {
+      len = wnd;
+      fin = false;
+      this.ackNow = true;
+    }
+    if (!this.inputAck(seg.ack, seg.window, seq, len, fin)) return;
+    if (this.state === TcpState.CLOSED) return;
+
+    if (len > 0) {
+      if (!this.guestFin) this.deliver(seg.buf, off, len, (flags & PSH) !== 0);
+    } else if (seg.payloadLen > 0) {
+      this.requestAck(true); // zero-window probe or trimmed away
+    }
+    if (fin && !this.guestFin) {
+      this.guestFin = true;
+      this.rcvNxt = seqAdd(this.rcvNxt, 1);
+      const sock = this.socket;
+      if (sock !== null && !sock.destroyed) sock.end();
+      this.requestAck(true);
+      this.life.arm(this.table.config.halfClosedTimeoutMs);
+      this.maybeFinished();
+    }
+  }
+
+  private inputSynSent(seg: TcpSegment): void {
+    const flags = seg.flags;
+    const ackOk = (flags & ACK) !== 0 && seg.ack === seqAdd(this.iss, 1);
+    if (flags & ACK && !ackOk) {
+      if (!(flags & RST)) this.sendRaw(RST, seg.ack, 0, 0);
+      return;
+    }
+    if (flags & RST) {
+      if (ackOk) this.abortFromGuest();
+      return;
+    }
+    if (!(flags & SYN) || !ackOk) return; // simultaneous open is not supported
+    this.guestIsn = seg.seq;
+    this.rcvNxt = seqAdd(seg.seq, 1);
+    const opts = seg.options(this.table.optScratch);
+    this.takeSynOptions(opts);
+    this.sndWl1 = seg.seq;
+    this.sndWl2 = seg.ack;
+    this.rcvAdvEdge = this.rcvNxt;
+    this.table.counters.opened++;
+    this.sndWnd = seg.window; // a SYN-ACK's own window is never scaled
+    this.established();
+    this.sendAck();
+    this.sendData(Infinity);
+  }
+
+  private inputRst(seq: number): void {
+    const d = seqDiff(seq, this.rcvNxt);
+    if (d === 0) {
+      this.abortFromGuest();
+      return;
+    }
+    const wnd = Math.max(1, seqDiff(this.rcvAdvEdge, this.rcvNxt));
+    if (d > 0 && d < wnd) this.requestAck(true); // challenge ACK (RFC 5961 3.2)
+  }
+
+  /** ACK field and window of an acceptable segment; false when the segment must be dropped. */
+  private inputAck(ack: number, window: number, seq: number, len: number, fin: boolean): boolean {
+    const acked = seqDiff(ack, this.sndUna);
+    if (seqDiff(ack, this.sndMax) > 0) {
+      this.requestAck(true);
+      return false;
+    }
+    if (acked < 0) return true; // old ACK: ignore the field, keep the data
+    const oldWnd = this.sndWnd;
+    let wndChanged = false;
+    if (seqLt(this.sndWl1, seq) || (this.sndWl1 === seq && !seqLt(ack, this.sndWl2))) {
+      const w = window << this.sndShift;
+      wndChanged = w !== oldWnd;
+      this.sndWnd = w;
+      this.sndWl1 = seq;
+      this.sndWl2 = ack;
+    }
+    if (acked > 0) {
+      const dataAcked = Math.min(acked, this.queue.bytes);
+      this.queue.drop(dataAcked);
+      this.sndUna = ack;
+      if (this.finSent && acked > dataAcked) this.finAcked = true;
+      if (seqLt(this.sndNxt, this.sndUna)) this.sndNxt = this.sndUna;
+      this.dupAcks = 0;
+      this.backoff = 0;
+      this.retries = 0;
+      if (this.rttAt !== 0 && !seqLt(ack, this.rttSeq)) {
+        this.sampleRtt(Date.now() - this.rttAt);
+        this.rttAt = 0;
+      }
+      if (this.sndUna === this.sndMax) {
+        this.rtx.cancel();
+        this.persisting = false;
+      } else if (!this.persisting) {
+        this.rtx.arm(this.currentRto());
+      }
+      if (this.finAcked) {
+        this.maybeFinished();
+        if (this.state !== TcpState.ESTABLISHED) return true;
+      }
+    } else if (len === 0 && !fin && !wndChanged && this.sndUna !== this.sndMax && this.sndWnd > 0 && !this.persisting) {
+      if (++this.dupAcks === 3) this.fastRetransmit();
+    }
+    if (this.sndWnd > 0 && this.persisting) {
+      this.persisting = false;
+      this.rtx.cancel();
+      if (this.sndUna !== this.sndMax) this.rtx.arm(this.currentRto());
+    }
+    if (acked > 0 || (wndChanged && this.sndWnd > oldWnd)) {
+      this.sendData(Infinity);
+      this.maybeResumeHost();
+    }
+    return true;
+  }
+
+  /** In-order payload → host socket (copied: the frame buffer is reused). */
+  private deliver(buf: Uint8Array, off: number, len: number, push: boolean): void {
+    this.rcvNxt = seqAdd(this.rcvNxt, len);
+    const sock = this.socket;
+    if (sock !== null && !sock.destroyed && sock.writable) {
+      if (!this.corked) {
+        this.corked = true;
+        sock.cork();
+      }
+      sock.write(Buffer.copyBytesFrom(buf, off, len), this.onWritten);
+    }
+    this.ackPending = true;
+    if (push || ++this.segsUnacked >= 2) this.ackNow = true;
+    this.markDirty();
+  }
+
+  private requestAck(now: boolean): void {
+    this.ackPending = true;
+    if (now) this.ackNow = true;
+    this.markDirty();
+  }
+
+  private markDirty(): void {
+    if (!this.inDirty) {
+      this.inDirty = true;
+      this.table.markDirty(this);
+    }
+  }
+
+  /** End of a tap batch: hand corked data to the host, send the ACK that is due. */
+  flush(): void {
+    this.inDirty = false;
+    if (this.corked) {
+      this.corked = false;
+      const sock = this.socket;
+      if (sock !== null && !sock.destroyed) sock.uncork();
+    }
+    if (this.state === TcpState.CLOSED) return;
+    if (this.ackNow) this.sendAck();
+    else if (this.ackPending && !this.delack.armed) this.delack.arm(this.table.config.delayedAckMs);
+  }
+
+  private onDelayedAck(): void {
+    if (this.ackPending && this.state !== TcpState.CLOSED) this.sendAck();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Window toward the guest
+
+  /** Window field for an outgoing segment (scaled); moves the advertised edge right, never left. */
+  private advertise(): number {
+    const limit = this.table.config.bufferLimit;
+    const sock = this.socket;
+    const buffered = sock !== null ? sock.writableLength : 0;
+    const avail = Math.max(0, limit - buffered);
+    const rcvNxt = this.rcvNxt;
+    let wnd = Math.max(0, seqDiff(this.rcvAdvEdge, rcvNxt));
+    if (avail - wnd >= Math.min(limit >> 1, this.rcvMss)) wnd = avail;
+    const shift = this.rcvShift;
+    let field = Math.ceil(wnd / 2 ** shift);
+    if (field > 0xffff) field = 0xffff;
+    this.rcvAdvEdge = seqAdd(rcvNxt, field * 2 ** shift);
+    return field;
+  }
+
+  /** Host consumed written data: reopen a window that had become small. */
+  private readonly onWritten = (): void => {
+    if (this.state !== TcpState.ESTABLISHED || this.guestFin) return;
+    const sock = this.socket;
+    if (sock === null) return;
+    const limit = this.table.config.bufferLimit;
+    const step = Math.min(limit >> 1, this.rcvMss);
+    const old = Math.max(0, seqDiff(this.rcvAdvEdge, this.rcvNxt));
+    if (old >= step) return;
+    const avail = limit - sock.writableLength;
+    if (avail - old >= step) this.sendAck();
+  };
+
+  // ---------------------------------------------------------------------------------------------
+  // Sending toward the guest
+
+  private sendAck(): void {
+    this.sendRaw(ACK, this.sndNxt, this.rcvNxt, this.advertise(), true);
+  }
+
+  /** Segment without payload; `withWindow` when the window field was computed by advertise(). */
+  private sendRaw(flags: number, seq: number, ack: number, window: number, acked = false): void {
+    if (flags & RST) this.table.counters.resets++;
+    this.table.env.emit(this, flags, seq, ack, window, null, 0, 0);
+    if (acked) this.ackSent();
+  }
+
+  private ackSent(): void {
+    this.ackPending = false;
+    this.ackNow = false;
+    this.segsUnacked = 0;
+    this.delack.cancel();
+  }
+
+  /**
+   * Send queued data from SND.NXT within the guest's window (at most `maxSegs` segments), then
+   * the FIN when the host has ended and everything before it is sent.
+   */
+  private sendData(maxSegs: number): void {
+    if (this.state !== TcpState.ESTABLISHED) return;
+    const q = this.queue;
+    const env = this.table.env;
+    const wndEdge = seqAdd(this.sndUna, this.sndWnd);
+    let sent = 0;
+    while (sent < maxSegs) {
+      const pos = seqDiff(this.sndNxt, this.sndUna);
+      const avail = q.bytes - pos;
+      if (avail <= 0) break;
+      const room = seqDiff(wndEdge, this.sndNxt);
+      if (room <= 0) break;
+      let n = Math.min(avail, room, this.sndMss);
+      q.locate(pos);
+      if (q.locLen < n) n = q.locLen;
+      const rtx = seqLt(this.sndNxt, this.sndMax);
+      const flags = n === avail ? ACK | PSH : ACK;
+      env.emit(this, flags, this.sndNxt, this.rcvNxt, this.advertise(), q.locBuf, q.locOff, n);
+      if (rtx) this.table.counters.retransmits++;
+      else if (this.rttAt === 0 && this.backoff === 0) {
+        this.rttAt = Date.now();
+        this.rttSeq = seqAdd(this.sndNxt, n);
+      }
+      this.sndNxt = seqAdd(this.sndNxt, n);
+      if (seqLt(this.sndMax, this.sndNxt)) this.sndMax = this.sndNxt;
+      sent++;
+    }
+    if (sent < maxSegs && this.hostEof && seqDiff(this.sndNxt, this.sndUna) === q.bytes && (!this.finSent || (!this.finAcked && this.sndNxt !== this.sndMax))) {
+      if (this.finSent) this.table.counters.retransmits++;
+      env.emit(this, FIN | ACK, this.sndNxt, this.rcvNxt, this.advertise(), null, 0, 0);
+      this.finSent = true;
+      this.sndNxt = seqAdd(this.sndNxt, 1);
+      if (seqLt(this.sndMax, this.sndNxt)) this.sndMax = this.sndNxt;
+      this.life.arm(this.table.config.halfClosedTimeoutMs);
+      sent++;
+    }
+    if (sent > 0) this.ackSent();
+    if (this.sndUna !== this.sndMax) {
+      if (!this.rtx.armed) this.rtx.arm(this.currentRto());
+    } else if (this.sndWnd === 0 && q.bytes > 0 && !this.persisting) {
+      this.persisting = true;
+      this.backoff = 0;
+      this.rtx.arm(this.currentRto());
+    }
+  }
+
+  private fastRetransmit(): void {
+    const q = this.queue;
+    const n = Math.min(q.bytes, this.sndMss);
+    this.table.counters.retransmits++;
+    if (n > 0) {
+      q.locate(0);
+      const len = Math.min(n, q.locLen);
+      this.table.env.emit(this, ACK, this.sndUna, this.rcvNxt, this.advertise(), q.locBuf, q.locOff, len);
+    } else if (this.finSent) {
+      this.table.env.emit(this, FIN | ACK, this.sndUna, this.rcvNxt, this.advertise(), null, 0, 0);
+    }
+    this.rttAt = 0;
+    this.ackSent();
+    this.rtx.arm(this.currentRto());
+  }
+
+  private currentRto(): number {
+    const cfg = this.table.config;
+    return Math.min(this.rto * 2 ** this.backoff, cfg.rtoMaxMs);
+  }
+
+  private sampleRtt(r: number): void {
+    const cfg = this.table.config;
+    if (this.srtt === 0) {
+      this.srtt = r;
+      this.rttvar = r / 2;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
+      this.srtt = 0.875 * this.srtt + 0.125 * r;
+    }
+    this.rto = Math.min(cfg.rtoMaxMs, Math.max(cfg.rtoMinMs, this.srtt + Math.max(1, 4 * this.rttvar)));
+  }
+
+  private onRtxTimer(): void {
+    const cfg = this.table.config;
+    switch (this.state) {
+      case TcpState.SYN_RCVD:
+      case TcpState.SYN_SENT:
+        if (++this.retries > cfg.synRetries) {
+          this.table.counters.timeouts++;
+          this.abort(this.state === TcpState.SYN_RCVD, true);
+          return;
+        }
+        this.backoff++;
+        this.table.counters.retransmits++;
+        if (this.state === TcpState.SYN_RCVD) this.sendSynAck();
+        else this.sendSyn();
+        return;
+      case TcpState.ESTABLISHED:
+        break;
+      default:
+        return;
+    }
+    if (!this.persisting && this.sndWnd === 0 && this.queue.bytes > 0) {
+      // Window closed with data outstanding: probe instead of retransmitting into it.
+      this.persisting = true;
+      this.backoff = 0;
+    }
+    if (this.persisting) {
+      if (this.sndWnd > 0 || this.queue.bytes === 0) {
+        this.persisting = false;
+        this.sendData(Infinity);
+        return;
+      }
+      // Zero-window probe: one byte at SND.UNA (accepted → acknowledged like data).
+      const q = this.queue;
+      q.locate(0);
+      this.table.env.emit(this, ACK, this.sndUna, this.rcvNxt, this.advertise(), q.locBuf, q.locOff, 1);
+      const end = seqAdd(this.sndUna, 1);
+      if (seqLt(this.sndMax, end)) this.sndMax = end;
+      this.ackSent();
+      if (this.backoff < 16) this.backoff++;
+      this.rtx.arm(this.currentRto());
+      return;
+    }
+    if (this.sndUna === this.sndMax) return;
+    if (++this.retries > cfg.maxRetransmits) {
+      this.table.counters.timeouts++;
+      this.abort(true, true);
+      return;
+    }
+    // Go back to SND.UNA and resend one segment; the rest follows as ACKs return.
+    this.backoff++;
+    this.rttAt = 0;
+    this.dupAcks = 0;
+    this.sndNxt = this.sndUna;
+    this.sendData(1);
+    this.rtx.arm(this.currentRto());
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Host socket events
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.state === TcpState.CLOSED) return;
+    this.active = true;
+    this.queue.push(chunk);
+    if (this.queue.bytes >= this.table.config.bufferLimit || (this.sndWnd === 0 && this.state === TcpState.ESTABLISHED)) {
+      this.pauseHost();
+    }
+    this.sendData(Infinity);
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.state === TcpState.CLOSED) return;
+    this.hostEof = true;
+    this.sendData(Infinity);
+  };
+
+  private readonly onError = (err: NodeJS.ErrnoException): void => {
+    if (this.state === TcpState.CLOSED) return;
+    const env = this.table.env;
+    if (this.state === TcpState.CONNECTING) {
+      this.life.cancel();
+      if (err.code !== undefined && UNREACHABLE_CODES.has(err.code)) {
+        this.table.counters.unreachable++;
+        env.log.debug({ flow: this.key, code: err.code }, 'tcp: host unreachable');
+        env.unreachable(this, err);
+      } else {
+        this.table.counters.refused++;
+        env.log.debug({ flow: this.key, code: err.code }, 'tcp: host refused');
+        this.sendRaw(RST | ACK, 0, this.rcvNxt, 0);
+      }
+      this.finish();
+      return;
+    }
+    env.log.debug({ flow: this.key, code: err.code }, 'tcp: host socket error, resetting guest');
+    this.abort(true, false);
+  };
+
+  private readonly onClose = (): void => {
+    if (this.state === TcpState.CLOSED || this.state === TcpState.CONNECTING) return;
+    // Closed under us without error (destroyed by someone): the guest must hear it.
+    if (!(this.hostEof && this.guestFin)) this.abort(true, false);
+  };
+
+  private pauseHost(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.socket?.pause();
+  }
+
+  private maybeResumeHost(): void {
+    if (!this.paused || this.state !== TcpState.ESTABLISHED || this.sndWnd === 0) return;
+    if (this.queue.bytes > this.table.config.bufferLimit >> 1) return;
+    this.paused = false;
+    this.socket?.resume();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Ending
+
+  private maybeFinished(): void {
+    if (this.state !== TcpState.ESTABLISHED || !this.guestFin || !this.finAcked) return;
+    this.state = TcpState.TIME_WAIT;
+    this.rtx.cancel();
+    this.persisting = false;
+    this.life.arm(this.table.config.timeWaitMs);
+  }
+
+  private onLifeTimer(): void {
+    const cfg = this.table.config;
+    switch (this.state) {
+      case TcpState.CONNECTING: {
+        const err: NodeJS.ErrnoException = new Error('host connect timed out');
+        err.code = 'ETIMEDOUT';
+        this.socket?.destroy();
+        this.table.counters.timeouts++;
+        this.table.counters.unreachable++;
+        this.table.env.unreachable(this, err);
+        this.finish();
+        return;
+      }
+      case TcpState.TIME_WAIT:
+        this.finish();
+        return;
+      case TcpState.ESTABLISHED:
+        if (this.active) {
+          this.active = false;
+          this.life.arm(this.guestFin || this.finSent ? cfg.halfClosedTimeoutMs : cfg.idleTimeoutMs);
+          return;
+        }
+        this.table.counters.timeouts++;
+        this.abort(true, true);
+        return;
+      default:
+    }
+  }
+
+  /** The guest reset the connection: reset the host side too. */
+  private abortFromGuest(): void {
+    this.table.counters.resetsReceived++;
+    const sock = this.socket;
+    if (sock !== null && !sock.destroyed) {
+      if (typeof sock.resetAndDestroy === 'function' && !sock.connecting) sock.resetAndDestroy();
+      else sock.destroy();
+    }
+    this.finish();
+  }
+
+  /** End the flow now: optionally RST the guest and reset the host socket. */
+  abort(rstGuest: boolean, resetHost: boolean): void {
+    if (this.state === TcpState.CLOSED) return;
+    if (rstGuest) {
+      if (this.state === TcpState.CONNECTING) this.sendRaw(RST | ACK, 0, this.rcvNxt, 0);
+      else if (this.state === TcpState.SYN_SENT) this.sendRaw(RST, this.sndMax, 0, 0);
+      else this.sendRaw(RST | ACK, this.sndMax, this.rcvNxt, 0);
+    }
+    const sock = this.socket;
+    if (sock !== null && !sock.destroyed) {
+      if (resetHost && typeof sock.resetAndDestroy === 'function' && !sock.connecting) sock.resetAndDestroy();
+      else sock.destroy();
+    }
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.state === TcpState.CLOSED) return;
+    this.state = TcpState.CLOSED;
+    this.rtx.cancel();
+    this.delack.cancel();
+    this.life.cancel();
+    this.table.release(this);
+  }
+}
+
+/** All TCP flows of one stack, both families. */
+export class TcpFlowTable {
+  readonly config: TcpConfig;
+  readonly counters: TcpCounters = {
+    opened: 0, refused: 0, unreachable: 0, resets: 0, resetsReceived: 0, retransmits: 0,
+    droppedOutOfOrder: 0, rejectedFull: 0, timeouts: 0,
+  };
+  /** Reused option objects (no allocation per segment). */
+  readonly synScratch: TcpSynOptions = { mss: 0, wscale: 0 };
+  readonly optScratch: TcpOptions = { mss: 0, wscale: -1, sackOk: false };
+  private readonly rstScratch = { flags: 0, seq: 0, ack: 0 };
+  private readonly unknown: { -readonly [K in keyof TcpEndpoints]: TcpEndpoints[K] } = {
+    family: 4, guestAddr: 0, guestPort: 0, remoteAddr: 0, remotePort: 0,
+  };
+
+  /** IPv4: remote (addr<<16|port) → guest (addr<<16|port) → flow; exact, allocation-free lookup. */
+  private readonly v4 = new Map<number, Map<number, TcpFlow>>();
+  /** IPv6: flow key → flow. */
+  private readonly v6 = new Map<string, TcpFlow>();
+  private count = 0;
+  private readonly dirty: TcpFlow[] = [];
+  private flushQueued = false;
+  private readonly flushTask = (): void => {
+    this.flushQueued = false;
+    this.flushAcks();
+  };
+
+  constructor(readonly env: TcpFlowEnv, config: Partial<TcpConfig> = {}) {
+    this.config = { ...DEFAULT_TCP_CONFIG, ...config };
+  }
+
+  /** Flows in the table. */
+  get active(): number {
+    return this.count;
+  }
+
+  /** Counters plus the number of active flows. */
+  stats(): TcpCounters & { active: number } {
+    return { active: this.count, ...this.counters };
+  }
+
+  /** Key of a flow (family first: no collisions across families). */
+  static keyOf(family: 4 | 6, guestAddr: TcpAddr, guestPort: number, remoteAddr: TcpAddr, remotePort: number): string {
+    return `${family}/${guestAddr}/${guestPort}/${remoteAddr}/${remotePort}`;
+  }
+
+  /** Find a flow by its guest-side 4-tuple. */
+  lookup(family: 4 | 6, guestAddr: TcpAddr, guestPort: number, remoteAddr: TcpAddr, remotePort: number): TcpFlow | undefined {
+    if (family === 4) {
+      return this.v4.get((remoteAddr as number) * 65536 + remotePort)?.get((guestAddr as number) * 65536 + guestPort);
+    }
+    return this.v6.get(TcpFlowTable.keyOf(6, guestAddr, guestPort, remoteAddr, remotePort));
+  }
+
+  /**
+   * A checksum-verified segment from the guest: `src` is the guest's address, `dst` the remote
+   * (uint32 for IPv4, text for IPv6).
+   */
+  input(family: 4 | 6, src: TcpAddr, dst: TcpAddr, seg: TcpSegment): void {
+    const flow = this.lookup(family, src, seg.srcPort, dst, seg.dstPort);
+    const flags = seg.flags;
+    if (flow !== undefined) {
+      if (flow.state === TcpState.TIME_WAIT && (flags & (SYN | ACK | RST)) === SYN && seqLt(flow.rcvNxt, seg.seq)) {
+        flow.abort(false, false); // a new incarnation may reuse the 4-tuple
+      } else {
+        flow.input(seg);
+        return;
+      }
+    }
+    if ((flags & (SYN | ACK | RST | FIN)) !== SYN) {
+      this.resetUnknown(family, src, dst, seg);
+      return;
+    }
+    if (this.count >= this.config.maxFlows) {
+      this.counters.rejectedFull++;
+      this.resetUnknown(family, src, dst, seg);
+      return;
+    }
+    const f = this.add(family, src, seg.srcPort, dst, seg.dstPort, TcpState.CONNECTING);
+    f.passiveOpen(seg, seg.options(this.optScratch));
+  }
+
+  /**
+   * Active open toward the guest for an already accepted host socket (inbound forward, tap
+   * mode): the guest sees a SYN from remoteAddr:remotePort. Null when the table is full or the
+   * 4-tuple is taken (the socket is then destroyed).
+   */
+  openToGuest(
+    family: 4 | 6, guestAddr: TcpAddr, guestPort: number, remoteAddr: TcpAddr, remotePort: number, socket: net.Socket,
+  ): TcpFlow | null {
+    if (this.count >= this.config.maxFlows || this.lookup(family, guestAddr, guestPort, remoteAddr, remotePort)) {
+      this.counters.rejectedFull++;
+      socket.destroy();
+      return null;
+    }
+    const f = this.add(family, guestAddr, guestPort, remoteAddr, remotePort, TcpState.SYN_SENT);
+    f.activeOpen(socket);
+    return f;
+  }
+
+  /** Send the ACKs (and host writes) a batch of guest segments made due. */
+  flushAcks(): void {
+    const d = this.dirty;
+    for (let i = 0; i < d.length; i++) d[i].flush();
+    d.length = 0;
+  }
+
+  /** Reset every flow (shutdown). */
+  closeAll(): void {
+    const all: TcpFlow[] = [];
+    for (const m of this.v4.values()) for (const f of m.values()) all.push(f);
+    for (const f of this.v6.values()) all.push(f);
+    for (const f of all) f.abort(f.state !== TcpState.TIME_WAIT, true);
+    this.flushAcks();
+  }
+
+  /** @internal A flow has something for the next flush. */
+  markDirty(flow: TcpFlow): void {
+    this.dirty.push(flow);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.flushTask);
+    }
+  }
+
+  /** @internal A flow is finished: forget it and tell the env. */
+  release(flow: TcpFlow): void {
+    if (flow.family === 4) {
+      const rk = (flow.remoteAddr as number) * 65536 + flow.remotePort;
+      const m = this.v4.get(rk);
+      if (m === undefined || m.get((flow.guestAddr as number) * 65536 + flow.guestPort) !== flow) return;
+      m.delete((flow.guestAddr as number) * 65536 + flow.guestPort);
+      if (m.size === 0) this.v4.delete(rk);
+    } else {
+      if (this.v6.get(flow.key) !== flow) return;
+      this.v6.delete(flow.key);
+    }
+    this.count--;
+    this.env.log.debug({ flow: flow.key }, 'tcp: flow closed');
+    this.env.closed(flow);
+  }
+
+  private add(family: 4 | 6, guestAddr: TcpAddr, guestPort: number, remoteAddr: TcpAddr, remotePort: number, state: TcpStateValue): TcpFlow {
+    const key = TcpFlowTable.keyOf(family, guestAddr, guestPort, remoteAddr, remotePort);
+    const f = new TcpFlow(this, key, family, guestAddr, guestPort, remoteAddr, remotePort, state);
+    if (family === 4) {
+      const rk = (remoteAddr as number) * 65536 + remotePort;
+      let m = this.v4.get(rk);
+      if (m === undefined) {
+        m = new Map();
+        this.v4.set(rk, m);
+      }
+      m.set((guestAddr as number) * 65536 + guestPort, f);
+    } else {
+      this.v6.set(key, f);
+    }
+    this.count++;
+    return f;
+  }
+
+  private resetUnknown(family: 4 | 6, src: TcpAddr, dst: TcpAddr, seg: TcpSegment): void {
+    const r = this.rstScratch;
+    if (!resetFor(seg, r)) return;
+    const u = this.unknown;
+    u.family = family;
+    u.guestAddr = src;
+    u.guestPort = seg.srcPort;
+    u.remoteAddr = dst;
+    u.remotePort = seg.dstPort;
+    this.counters.resets++;
+    this.env.emit(u, r.flags, r.seq, r.ack, 0, null, 0, 0);
+  }
+}
