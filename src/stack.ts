@@ -221,9 +221,7 @@ export class Stack {
   private dhcpInput(ip: Ipv4Packet, u: UdpDatagram, clientMac: Uint8Array): void {
     const res = this.dhcp.handle(u.buf.subarray(u.payloadOff, u.payloadOff + u.payloadLen), clientMac);
     if (!res) return;
-    const v4 = this.config.ipv4;
-    const dst = res.broadcast || ip.src === 0 ? 0xffffffff : ip.src;
-    this.sink.udp4(v4.gateway, dst, 67, 68, res.reply, 0, res.reply.length);
+    this.sink.udp4(this.config.ipv4.gateway, res.dst, 67, 68, res.reply, 0, res.reply.length);
   }
 
   private udpInput(ip: Ipv4Packet): void {

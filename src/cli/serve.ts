@@ -18,6 +18,9 @@ import type { StackConfig } from '../config.js';
 import { DnsForwarder, readResolvConf } from '../services/dns.js';
 import type { RunPlan } from './options.js';
 
+/** The agent's exit code when the target PID it watches has exited. */
+const TARGET_EXITED = 10;
+
 /** Frames per tap batch: enough to drain a burst in one wake-up, bounded in memory (~4 MiB). */
 function ringSlots(slotSize: number): number {
   return Math.max(32, Math.min(1024, Math.floor((4 << 20) / slotSize)));
@@ -112,7 +115,14 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   };
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onInt);
-  agent.onExit = (why: string) => {
+  agent.onExit = (why: string, code: number | null) => {
+    if (code === TARGET_EXITED) {
+      // The container's process is gone. In `run` mode the command's own status decides.
+      if (held) return;
+      log.info({ why }, 'the target process exited');
+      shutdown(0, 'target exited');
+      return;
+    }
     log.error({ why }, 'the namespace agent exited: the namespace is gone or the agent was killed');
     shutdown(1, 'agent exited');
   };
@@ -136,7 +146,7 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
 
   log.info(
     {
-      pid: 'pid' in target ? target.pid : undefined,
+      targetPid: 'pid' in target ? target.pid : undefined,
       netns: 'netnsPath' in target ? target.netnsPath : undefined,
       ifname: plan.ifname,
       mtu: config.mtu,
