@@ -16,6 +16,10 @@ import { skipReason, STACK, titled, useLab } from '../lab/scenario.js';
 const COUNT = Number(process.env.SLIPWAY_E2E_MALFORMED_COUNT ?? 10_000);
 const SEED = process.env.SLIPWAY_E2E_SEED;
 const ONLY = process.env.SLIPWAY_E2E_MALFORMED_ONLY; // e.g. "bad_tcp,fragments" to narrow a failure down
+// Known bugs of the peer stacks we validate against (not of slipway): leave those categories out
+// so the rest of the scenario still validates. Override with SLIPWAY_E2E_MALFORMED_EXCLUDE=''.
+const KNOWN_PEER_BUGS: Partial<Record<string, string>> = { slirp4netns: 'fragments' };
+const EXCLUDE = process.env.SLIPWAY_E2E_MALFORMED_EXCLUDE ?? KNOWN_PEER_BUGS[STACK] ?? '';
 const reason = skipReason(['python3', 'curl', 'ping', 'dig']);
 
 describe.skipIf(!!reason)(titled(`${COUNT} malformed frames are dropped and the stack keeps working`, reason), () => {
@@ -40,13 +44,15 @@ describe.skipIf(!!reason)(titled(`${COUNT} malformed frames are dropped and the 
         '--src-ip', GUEST.configured, '--gw-ip', GUEST.gateway, '--dns-ip', GUEST.dns, '--world-ip', NET.server,
         ...(SEED ? ['--seed', SEED] : []),
         ...(ONLY ? ['--only', ONLY] : []),
+        ...(EXCLUDE ? ['--exclude', EXCLUDE] : []),
       ],
       { timeoutMs: 120_000 },
     );
     expect(r.code, r.stderr).toBe(0);
     report = JSON.parse(r.stdout.trim().split('\n').pop()!);
     console.log(`[${STACK}] malformed frames: sent ${report.sent}/${report.attempted}, seed ${report.seed} ` +
-      `(rerun with SLIPWAY_E2E_SEED=${report.seed}); send errors ${JSON.stringify(report.errors)}`);
+      `(rerun with SLIPWAY_E2E_SEED=${report.seed}); send errors ${JSON.stringify(report.errors)}` +
+      (EXCLUDE ? `; categories left out: ${EXCLUDE}` : ''));
   });
   afterAll(async () => {
     await stack?.stop();
@@ -55,7 +61,7 @@ describe.skipIf(!!reason)(titled(`${COUNT} malformed frames are dropped and the 
   it('actually wrote all of the frames into the tap', () => {
     expect(report.errors).toEqual({});
     expect(report.sent).toBe(COUNT);
-    if (!ONLY) expect(Object.keys(report.categories).length).toBeGreaterThanOrEqual(20);
+    if (!ONLY && !EXCLUDE) expect(Object.keys(report.categories).length).toBeGreaterThanOrEqual(20);
   });
 
   it('is still alive', () => {

@@ -290,6 +290,7 @@ def main() -> int:
     ap.add_argument("--dns-ip", default="10.0.2.3")
     ap.add_argument("--world-ip", default="203.0.113.10")
     ap.add_argument("--only", default=None, help="comma-separated categories to use (default: all)")
+    ap.add_argument("--exclude", default=None, help="comma-separated categories to leave out")
     ap.add_argument("--pace", type=int, default=50, help="pause 1 ms after this many frames")
     a = ap.parse_args()
 
@@ -305,6 +306,11 @@ def main() -> int:
     errors = {}
     cats = {}
     cats_in_use = a.only.split(",") if a.only else CATEGORIES
+    if a.exclude:
+        cats_in_use = [c for c in cats_in_use if c not in a.exclude.split(",")]
+    unknown = [c for c in cats_in_use if c not in CATEGORIES]
+    if unknown or not cats_in_use:
+        ap.error("unknown or empty categories: %s" % ",".join(unknown))
     for i in range(a.count):
         cat = cats_in_use[i % len(cats_in_use)] if i < len(cats_in_use) else rnd.choice(cats_in_use)
         frame = getattr(g, cat)()
