@@ -54,6 +54,22 @@ describe('slipway command line', () => {
     expect(() => parse('12', '--log-level', 'loud')).toThrow(CommanderError);
     expect(() => parse('12', '--bogus')).toThrow(CommanderError);
   });
+  it('takes IPv6, forward, API and outbound options', () => {
+    const p = parse('1', '--cidr6', 'fd00:1::/64', '-p', '8080:80', '--publish', '[::1]:5353:53/udp', '--forward-mode', 'tap',
+      '--api-socket', '/tmp/api.sock', '--outbound-addr', '198.51.100.1', '--outbound-addr6', '2001:db8::1', '--disable-dns');
+    expect(p.stack.ipv6).toEqual({ prefix: 'fd00:1::', prefixLength: 64, gateway: 'fd00:1::2', dns: 'fd00:1::3' });
+    expect(p.publish.map((f) => `${f.hostAddress}:${f.hostPort}:${f.containerPort}/${f.proto}`)).toEqual(['null:8080:80/tcp', '::1:5353:53/udp']);
+    expect([p.forwardMode, p.apiSocket, p.outboundAddress, p.outboundAddress6, p.stack.disableDns]).toEqual(['tap', '/tmp/api.sock', '198.51.100.1', '2001:db8::1', true]);
+    expect(parse('1').stack.ipv6?.gateway).toBe('fd00::2');
+    expect(parse('1', '--ipv4-only').stack.ipv6).toBeNull();
+    expect(parse('1', '--ipv6-only').stack.ipv4Enabled).toBe(false);
+    expect(() => parse('1', '--ipv4-only', '--ipv6-only')).toThrow(/exclude each other/);
+    expect(() => parse('1', '--cidr6', 'fd00::/48')).toThrow(/must be 64/);
+    expect(() => parse('1', '--cidr6', 'fd00::1/64')).toThrow(/interface part must be zero/);
+    expect(() => parse('1', '-p', 'x')).toThrow(/--publish "x"/);
+    expect(() => parse('1', '--forward-mode', 'fast')).toThrow(CommanderError);
+    expect(() => parse('1', '--outbound-addr', 'eth0')).toThrow(/not an IPv4 address/);
+  });
   it('prints help and version through commander', () => {
     let out = '';
     const cap = { writeOut: (s: string) => (out += s), writeErr: () => {} };

@@ -5,7 +5,8 @@
  */
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { DEFAULT_GATEWAY_MAC, planIpv4, type StackConfig } from '../config.js';
+import { DEFAULT_GATEWAY_MAC, planIpv4, planIpv6, type StackConfig } from '../config.js';
+import { parsePublish, type PortForwardSpec } from '../forward/publish.js';
 import { parseMac } from '../wire/ethernet.js';
 import { LOG_LEVELS } from '../log.js';
 import ipaddr from 'ipaddr.js';
@@ -28,6 +29,15 @@ export interface RunPlan {
   exitFd?: number;
   pidFile?: string;
   logLevel: string;
+  /** Port forwards from --publish. */
+  publish: PortForwardSpec[];
+  /** How inbound TCP reaches the container: spliced sockets made in the netns, or slipway's TCP over the tap. */
+  forwardMode: 'splice' | 'tap';
+  /** Control API socket path. */
+  apiSocket?: string;
+  /** Bind outgoing host sockets to this IPv4 address / IPv6 address (interface names resolved by the CLI). */
+  outboundAddress?: string;
+  outboundAddress6?: string;
 }
 
 /** A usage error: print the message and exit 1 (2 is commander's for unknown options). */
@@ -74,12 +84,21 @@ function addCommonOptions(cmd: Command): Command {
     .option('--mtu <n>', `MTU of the tap (default ${DEFAULT_MTU}, max ${MAX_MTU})`, intArg('--mtu', 68, MAX_MTU), DEFAULT_MTU)
     .option('--cidr <A.B.C.D/N>', 'virtual network (gateway .2, DNS .3, DHCP .15-.30, guest .100)', '10.0.2.0/24')
     .option('--mac <mac>', 'MAC address of the tap inside the namespace')
-    .option('--disable-host-loopback', 'refuse connections to the gateway address instead of reaching host 127.0.0.1')
+    .option('--cidr6 <prefix/64>', 'IPv6 prefix (gateway ::2, DNS ::3; guests use SLAAC)', 'fd00::/64')
+    .option('--ipv4-only', 'no IPv6 on the tap')
+    .option('--ipv6-only', 'no IPv4 on the tap')
+    .option('--disable-host-loopback', 'refuse connections to the gateway address instead of reaching host 127.0.0.1 / ::1')
+    .option('--disable-dns', 'no DNS server at the DNS address (nothing answers there)')
     .option('--dns-upstream <addr>', 'DNS server to forward to (repeatable; default: nameservers of --resolv-conf)', collect)
     .option('--resolv-conf <path>', 'where to read default DNS upstreams from', '/etc/resolv.conf')
     .option('--ready-fd <n>', 'write "1" to this fd and close it once the network is served', intArg('--ready-fd', 0, 1 << 20))
     .option('--exit-fd <n>', 'exit when this fd reports an event (e.g. its writer closes)', intArg('--exit-fd', 0, 1 << 20))
     .option('--pid-file <path>', 'write our PID to this file')
+    .option('-p, --publish <spec>', 'forward a host port into the namespace: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp] (repeatable)', collect)
+    .addOption(new Option('--forward-mode <mode>', 'inbound TCP path: splice (sockets made in the netns, zero-copy) or tap (through slipway\'s TCP, peer seen as the gateway, like slirp4netns)').choices(['splice', 'tap']).default('splice'))
+    .option('--api-socket <path>', 'serve the control API (slirp4netns-compatible JSON) on this UNIX socket')
+    .option('--outbound-addr <addr>', 'bind outgoing IPv4 host sockets to this address')
+    .option('--outbound-addr6 <addr>', 'bind outgoing IPv6 host sockets to this address')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'));
 }
 
@@ -98,6 +117,15 @@ interface CommonOpts {
   logLevel: string;
   netnsPath?: string;
   usernsPath?: string;
+  cidr6: string;
+  ipv4Only?: boolean;
+  ipv6Only?: boolean;
+  disableDns?: boolean;
+  publish?: string[];
+  forwardMode: 'splice' | 'tap';
+  apiSocket?: string;
+  outboundAddr?: string;
+  outboundAddr6?: string;
 }
 
 function buildPlan(mode: 'attach' | 'run', o: CommonOpts, configureDefault: boolean): Omit<RunPlan, 'target' | 'command'> {
@@ -118,6 +146,29 @@ function buildPlan(mode: 'attach' | 'run', o: CommonOpts, configureDefault: bool
       throw new UsageError(`--mac: ${(e as Error).message}`);
     }
   }
+  if (o.ipv4Only && o.ipv6Only) throw new UsageError('--ipv4-only and --ipv6-only exclude each other');
+  let ipv6 = null;
+  if (!o.ipv4Only) {
+    try {
+      ipv6 = planIpv6(o.cidr6);
+    } catch (e) {
+      throw new UsageError(`--cidr6: ${(e as Error).message}`);
+    }
+  }
+  const publish: PortForwardSpec[] = [];
+  for (const spec of o.publish ?? []) {
+    try {
+      publish.push(...parsePublish(spec));
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
+  if (o.outboundAddr !== undefined && !ipaddr.IPv4.isValidFourPartDecimal(o.outboundAddr)) {
+    throw new UsageError(`--outbound-addr "${o.outboundAddr}" is not an IPv4 address`);
+  }
+  if (o.outboundAddr6 !== undefined && !ipaddr.IPv6.isValid(o.outboundAddr6)) {
+    throw new UsageError(`--outbound-addr6 "${o.outboundAddr6}" is not an IPv6 address`);
+  }
   let dnsUpstreams: { address: string; port: number }[] | null = null;
   if (o.dnsUpstream) {
     try {
@@ -132,11 +183,13 @@ function buildPlan(mode: 'attach' | 'run', o: CommonOpts, configureDefault: bool
     configure: o.configure ?? configureDefault,
     stack: {
       ipv4,
+      ipv6,
+      ipv4Enabled: !o.ipv6Only,
       mtu: o.mtu,
       guestMac,
       gatewayMac: DEFAULT_GATEWAY_MAC,
       disableHostLoopback: o.disableHostLoopback ?? false,
-      disableDns: false,
+      disableDns: o.disableDns ?? false,
       dnsUpstreams,
     },
     resolvConf: o.resolvConf,
@@ -144,6 +197,11 @@ function buildPlan(mode: 'attach' | 'run', o: CommonOpts, configureDefault: bool
     exitFd: o.exitFd,
     pidFile: o.pidFile,
     logLevel: o.logLevel,
+    publish,
+    forwardMode: o.forwardMode,
+    apiSocket: o.apiSocket,
+    outboundAddress: o.outboundAddr,
+    outboundAddress6: o.outboundAddr6,
   };
 }
 

@@ -26,6 +26,18 @@ function ringSlots(slotSize: number): number {
   return Math.max(32, Math.min(1024, Math.floor((4 << 20) / slotSize)));
 }
 
+/** Options parsed but not served yet fail loudly rather than being ignored. */
+function refuseUnsupported(plan: RunPlan): void {
+  const no = (what: string): never => {
+    throw new Error(`${what} is not supported yet by this version of slipway`);
+  };
+  if (plan.publish.length > 0) no('--publish');
+  if (plan.apiSocket !== undefined) no('--api-socket');
+  if (plan.forwardMode !== 'splice') no('--forward-mode tap');
+  if (!plan.stack.ipv4Enabled) no('--ipv6-only');
+  if (plan.outboundAddress6 !== undefined) no('--outbound-addr6');
+}
+
 /** Resolve the DNS upstreams: the flags, else the resolver file's nameservers. */
 function dnsUpstreams(plan: RunPlan, log: Logger): { address: string; port: number }[] {
   if (plan.stack.dnsUpstreams) return plan.stack.dnsUpstreams;
@@ -41,6 +53,7 @@ function dnsUpstreams(plan: RunPlan, log: Logger): { address: string; port: numb
 
 /** Start serving a namespace; throws with a user-actionable message when it cannot. */
 export async function serve(plan: RunPlan, log: Logger): Promise<number> {
+  refuseUnsupported(plan);
   setPartialSum(csum);
   const upstreams = dnsUpstreams(plan, log);
   const config: StackConfig = { ...plan.stack, dnsUpstreams: upstreams };
@@ -75,7 +88,7 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     throw e;
   }
 
-  const dns = upstreams.length > 0 && !config.disableDns ? new DnsForwarder({ upstreams, log }) : null;
+  const dns = upstreams.length > 0 && !config.disableDns ? new DnsForwarder({ upstreams, log, bindAddress: plan.outboundAddress ? { v4: plan.outboundAddress } : undefined }) : null;
   let tap: TapHandle | null = null;
   const stack = new Stack({
     config,
@@ -83,6 +96,7 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     log,
     pingFactory: (family, onReply) => new PingSocket(family, onReply),
     dns,
+    outboundAddress: plan.outboundAddress,
   });
   const slotSize = config.mtu + 14;
   const slots = ringSlots(slotSize);
