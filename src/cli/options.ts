@@ -81,7 +81,7 @@ function addCommonOptions(cmd: Command): Command {
     .option('--ifname <name>', 'tap device name inside the namespace', 'tap0')
     .option('--configure', 'configure lo and the tap (address .100, MTU, default route via .2)')
     .option('--no-configure', 'leave the tap unconfigured (e.g. for DHCP)')
-    .option('--mtu <n>', `MTU of the tap (default ${DEFAULT_MTU}, max ${MAX_MTU})`, intArg('--mtu', 68, MAX_MTU), DEFAULT_MTU)
+    .option('--mtu <n>', `MTU of the tap (68-${MAX_MTU})`, intArg('--mtu', 68, MAX_MTU), DEFAULT_MTU)
     .option('--cidr <A.B.C.D/N>', 'virtual network (gateway .2, DNS .3, DHCP .15-.30, guest .100)', '10.0.2.0/24')
     .option('--mac <mac>', 'MAC address of the tap inside the namespace')
     .option('--cidr6 <prefix/64>', 'IPv6 prefix (gateway ::2, DNS ::3; guests use SLAAC)', 'fd00::/64')
