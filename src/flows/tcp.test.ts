@@ -368,6 +368,14 @@ describe('guest → host data', () => {
     expect(sock.bytes).toEqual(Buffer.concat([a, b]));
   });
 
+  it('answers a keep-alive probe (SEG.SEQ = RCV.NXT-1) with an ACK', () => {
+    const { env, table } = make();
+    const { iss } = open(env, table);
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN, ack: u32(iss + 1), flags: ACK }));
+    table.flushAcks();
+    expect(env.take().map((o) => [o.flags, o.seq, o.ack])).toEqual([[ACK, u32(iss + 1), ISN + 1]]);
+  });
+
   it('trims overlap with data already received', () => {
     const { env, table } = make();
     const { sock, iss } = open(env, table);

@@ -597,12 +597,9 @@ export class TcpFlow implements TcpEndpoints {
     if (d < 0) {
       const segLen = len + (fin ? 1 : 0);
       if (d + segLen <= 0) {
-        // Entirely old (a retransmit we already have, or a retransmitted FIN): re-ACK.
-        if (segLen > 0) {
-          this.requestAck(true);
-          if (this.state === TcpState.TIME_WAIT) this.life.arm(this.table.config.timeWaitMs);
-        }
-        else this.inputAck(seg.ack, seg.window, seq, 0, false);
+        // Entirely old (a retransmit we already have, a retransmitted FIN, a keep-alive): re-ACK.
+        this.requestAck(true);
+        if (this.state === TcpState.TIME_WAIT && fin) this.life.arm(this.table.config.timeWaitMs);
         return;
       }
       off -= d;
@@ -982,7 +979,8 @@ export class TcpFlow implements TcpEndpoints {
   };
 
   private readonly onError = (err: NodeJS.ErrnoException): void => {
-    if (this.state === TcpState.CLOSED) return;
+    // In TIME-WAIT both directions are done: a late host error changes nothing for the guest.
+    if (this.state === TcpState.CLOSED || this.state === TcpState.TIME_WAIT) return;
     const env = this.table.env;
     if (this.state === TcpState.CONNECTING) {
       this.life.cancel();
