@@ -120,11 +120,64 @@ export interface AgentChannelConstructor {
   new (fd: number, onMessage: (msg: Buffer, fds: number[]) => void, onClose: () => void): AgentChannel;
 }
 
+/** Byte counts of a SpliceRelay: a→b and b→a. */
+export interface SpliceStats {
+  aToB: number;
+  bToA: number;
+}
+
+/**
+ * Zero-copy relay between two connected stream sockets (splice(2) through a pipe per direction;
+ * native/splice.c documents the theory). Takes ownership of both fds (sets O_NONBLOCK). Half-close
+ * is relayed (EOF on one side → shutdown(SHUT_WR) on the other after the data); an error on
+ * either side closes both with a RST. `onDone` is called once, after both directions ended
+ * (err null) or on the first error (err = errno name); `close()` ends it abortively without
+ * calling onDone.
+ */
+export interface SpliceRelay {
+  close(): void;
+  /** Live byte counts; pipeSize is the pipe capacity granted by the kernel. */
+  stats(): SpliceStats & { pipeSize: number; open: boolean };
+}
+export interface SpliceRelayConstructor {
+  new (fdA: number, fdB: number, onDone: (err: string | null, stats: SpliceStats) => void, pipeSize?: number): SpliceRelay;
+}
+
+/** Reports once when a non-blocking connect on fd finishes: cb(null) or cb('ECONNREFUSED'...). Does not own fd. */
+export interface ConnectWatch {
+  close(): void;
+}
+export interface ConnectWatchConstructor {
+  new (fd: number, cb: (err: string | null) => void): ConnectWatch;
+}
+
+/**
+ * A connected datagram socket read with recvmmsg into a ring (like Tap: datagram i is
+ * `ring.subarray(i * slotSize, i * slotSize + lengths[i])`, valid during the callback) and
+ * written in batches with sendmmsg. Owns the fd.
+ */
+export interface DgramBatch {
+  readonly ring: Buffer;
+  readonly lengths: Int32Array;
+  /** Send datagrams; returns how many went out (the rest are dropped: queue full or refused). */
+  sendBatch(datagrams: Uint8Array[]): number;
+  stats(): { rx: number; tx: number; txDropped: number; errors: number };
+  close(): void;
+}
+export interface DgramBatchConstructor {
+  new (fd: number, slotSize: number, slots: number, onBatch: (count: number) => void): DgramBatch;
+}
+
 interface Addon {
   Tap: TapConstructor;
   FdWatch: FdWatchConstructor;
   PingSocket: PingSocketConstructor;
   AgentChannel: AgentChannelConstructor;
+  SpliceRelay: SpliceRelayConstructor;
+  ConnectWatch: ConnectWatchConstructor;
+  DgramBatch: DgramBatchConstructor;
+  dupFd(fd: number): number;
+  resetClose(fd: number): void;
   csum(buf: Uint8Array, offset: number, length: number, initial: number): number;
   socketpair(): [number, number];
   setCloexec(fd: number, on: boolean): void;
@@ -138,6 +191,13 @@ export const Tap: TapConstructor = addon.Tap;
 export const FdWatch: FdWatchConstructor = addon.FdWatch;
 export const PingSocket: PingSocketConstructor = addon.PingSocket;
 export const AgentChannel: AgentChannelConstructor = addon.AgentChannel;
+export const SpliceRelay: SpliceRelayConstructor = addon.SpliceRelay;
+export const ConnectWatch: ConnectWatchConstructor = addon.ConnectWatch;
+export const DgramBatch: DgramBatchConstructor = addon.DgramBatch;
+/** A CLOEXEC duplicate of fd (F_DUPFD_CLOEXEC). */
+export const dupFd: (fd: number) => number = addon.dupFd;
+/** Close a socket abortively (SO_LINGER 0): the peer gets a RST. */
+export const resetClose: (fd: number) => void = addon.resetClose;
 
 /**
  * Internet checksum partial sum over buf[offset, offset+length): ones'-complement sum of the

@@ -17,6 +17,10 @@ import { Stack } from '../stack.js';
 import type { StackConfig } from '../config.js';
 import { DnsForwarder, readResolvConf } from '../services/dns.js';
 import type { RunPlan } from './options.js';
+import { PortForwarder } from '../forward/PortForwarder.js';
+import { GatewayOpener } from '../forward/tapOpen.js';
+import { ApiServer, checkSocketPath } from '../control/ApiServer.js';
+import { forwarderBackend } from '../control/backend.js';
 
 /** The agent's exit code when the target PID it watches has exited. */
 const TARGET_EXITED = 10;
@@ -31,9 +35,6 @@ function refuseUnsupported(plan: RunPlan): void {
   const no = (what: string): never => {
     throw new Error(`${what} is not supported yet by this version of slipway`);
   };
-  if (plan.publish.length > 0) no('--publish');
-  if (plan.apiSocket !== undefined) no('--api-socket');
-  if (plan.forwardMode !== 'splice') no('--forward-mode tap');
   if (!plan.stack.ipv4Enabled) no('--ipv6-only');
   if (plan.outboundAddress6 !== undefined) no('--outbound-addr6');
 }
@@ -54,6 +55,7 @@ function dnsUpstreams(plan: RunPlan, log: Logger): { address: string; port: numb
 /** Start serving a namespace; throws with a user-actionable message when it cannot. */
 export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   refuseUnsupported(plan);
+  if (plan.apiSocket !== undefined) checkSocketPath(plan.apiSocket);
   setPartialSum(csum);
   const upstreams = dnsUpstreams(plan, log);
   const config: StackConfig = { ...plan.stack, dnsUpstreams: upstreams };
@@ -102,6 +104,15 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   const slots = ringSlots(slotSize);
   tap = new Tap(agent.tapFd, slotSize, slots, (n) => stack.onFrames(tap!.ring, slotSize, tap!.lengths, n));
 
+  const forwarder = new PortForwarder({
+    agent,
+    mode: plan.forwardMode,
+    tap: plan.forwardMode === 'tap' ? new GatewayOpener(stack.tcp, v4.gateway) : null,
+    log,
+    ipv6: config.ipv6 !== null,
+  });
+  let api: ApiServer | null = null;
+
   let finish!: (code: number) => void;
   const done = new Promise<number>((r) => (finish = r));
   let exitWatch: FdWatchHandle | null = null;
@@ -111,6 +122,8 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     stopping = true;
     log.info({ reason, stats: stack.stats() }, 'shutting down');
     exitWatch?.close();
+    api?.close();
+    forwarder.close();
     stack.close();
     tap?.close();
     agent.stop();
@@ -155,6 +168,46 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     } catch (e) {
       shutdown(1, 'pid-file');
       throw new Error(`--pid-file ${plan.pidFile}: cannot write: ${(e as Error).message}`);
+    }
+  }
+
+  // Forwards and the API are up before readiness is signalled (--ready-fd).
+  for (const spec of plan.publish) {
+    try {
+      await forwarder.add({
+        proto: spec.proto,
+        hostAddress: spec.hostAddress,
+        hostPort: spec.hostPort,
+        guestAddress: formatIpv4(v4.guest),
+        guestAddressExplicit: false,
+        guestPort: spec.containerPort,
+        text: spec.text,
+      });
+    } catch (e) {
+      held?.kill('SIGKILL');
+      shutdown(1, 'publish failed');
+      throw new Error(`--publish ${spec.text}: ${(e as Error).message}`);
+    }
+  }
+  if (plan.apiSocket !== undefined) {
+    api = new ApiServer(
+      plan.apiSocket,
+      forwarderBackend({
+        forwarder,
+        guestAddress: formatIpv4(v4.guest),
+        ipv6: config.ipv6 !== null,
+        stats: () => ({ ...stack.stats(), tap: tap?.stats() ?? null }),
+        stackFlows: () => stack.udp.list().map((u) => ({ proto: 'udp', path: 'nat', ...u })),
+      }),
+      log,
+    );
+    try {
+      await api.listen();
+    } catch (e) {
+      api = null;
+      held?.kill('SIGKILL');
+      shutdown(1, 'api socket failed');
+      throw e;
     }
   }
 
