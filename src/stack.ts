@@ -7,14 +7,30 @@
  *   - ICMP echo to the virtual hosts is answered here; echo elsewhere goes out by ping socket;
  *   - UDP to the DNS address goes to the forwarder, to 67 to the DHCP server, else to UDP NAT;
  *   - TCP goes to the flow table (one TcpFlow per guest connection, ending in a host socket).
+ * IPv6 takes the same shape with its own views: the header is checked (version, payload length),
+ * the source must be unspecified, link-local or in our /64 (not ours), then the extension
+ * headers are walked with a bound (hop-by-hop first only, at most 8 headers, each inside the
+ * packet) and fragments are reassembled within a bound. Then:
+ *   - NDP (RS, NS, NA) goes to NeighbourDiscovery, which answers for the virtual hosts and asks
+ *     the RouterAdvertiser for an RA (prefix A+L, MTU, RDNSS; also sent at start and
+ *     periodically), so guests configure themselves by SLAAC; MLD and other multicast is counted
+ *     and otherwise ignored; UDP to ff02::1:2 port 547 goes to the stateless DHCPv6 server;
+ *   - ICMPv6 echo, UDP (DNS forwarder on ::3, NAT through udp6 sockets) and TCP (the same flow
+ *     table, IPv6 flows keyed by address text) as for IPv4.
+ *   - a packet longer than our MTU gets Packet Too Big; hop limit 1 gets Time Exceeded; a host
+ *     connect or send failing gets Destination Unreachable, as IPv4 gets its ICMP errors.
+ * IPv6 address text is made through a small cache of the last addresses seen, so a bulk flow
+ * does not format its addresses per segment.
  * Every frame that is not used is counted by the reason it was dropped; nothing here throws on
  * bad input. After a batch, the TCP flows flush their pending ACKs, so a burst of segments
- * costs one ACK, not one per segment.
+ * costs one ACK, not one per segment. --ipv4-only / --ipv6-only drop the other family's frames
+ * (counted as ipv6-disabled / ipv4-disabled).
  *
  * Addresses the guest sees and where they lead:
- *   gateway (.2) → host 127.0.0.1 (same port), unless disableHostLoopback;
- *   DNS (.3)     → the DNS forwarder (UDP) / first upstream's port 53 (TCP), unless disableDns,
- *                  in which case nothing answers there at all;
+ *   gateway (.2, ::2) → host 127.0.0.1 / ::1 (same port), unless disableHostLoopback;
+ *   DNS (.3, ::3)     → the DNS forwarder (UDP) / first upstream's port 53 (TCP), unless
+ *                       disableDns, in which case nothing answers there at all;
+ *   router fe80::2    → the guest's IPv6 default router (NDP, RA source, DHCPv6 server) only;
  *   other addresses in the virtual network → dropped; everything else → the real address.
  */
 
@@ -35,6 +51,20 @@ import { Ipv4Reassembler } from './ip/reassembly.js';
 import { ICMP_ORIGINAL_MAX, synthesizeOriginal4, unreachableCodeFor } from './ip/icmpErrors.js';
 import { PingRelay, type PingSocketFactory } from './ip/icmpEcho.js';
 import { UdpNat } from './flows/udp.js';
+import { Ipv6Reassembler } from './ip/reassembly6.js';
+import { ICMP6_ORIGINAL_MAX, synthesizeOriginal6, unreachableCode6For } from './ip/icmpErrors.js';
+import { NeighbourDiscovery } from './link/ndp.js';
+import { RouterAdvertiser } from './services/ra.js';
+import { DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT, Dhcpv6Server } from './services/dhcpv6.js';
+import {
+  Ipv6Packet, NH_ICMPV6, NH_TCP, NH_UDP, formatIpv6, inPrefix64, ipv6Equals, isLinkLocal, isUnspecified, parseIpv6,
+} from './wire/ipv6.js';
+import {
+  ICMP6_DEST_UNREACH, ICMP6_ECHO_REQUEST, ICMP6_PACKET_TOO_BIG, ICMP6_TIME_EXCEEDED, NDP_REDIRECT, NDP_ROUTER_SOLICIT,
+  UNREACH6_ADMIN, UNREACH6_PORT, isMld,
+} from './wire/icmpv6.js';
+import { pseudoSum6 } from './wire/checksum.js';
+import { writeU32 } from './wire/bytes.js';
 import { TcpFlowTable, type TcpFlow, type TcpFlowEnv } from './flows/tcp.js';
 import { DhcpServer } from './services/dhcp.js';
 import type { DnsForwarder } from './services/dns.js';
@@ -49,11 +79,51 @@ export interface StackDeps {
   dns: DnsForwarder | null;
   /** Bind address for outgoing host sockets (--outbound-addr). */
   outboundAddress?: string;
+  /** Bind address for outgoing IPv6 host sockets (--outbound-addr6). */
+  outboundAddress6?: string;
+  /** DNS search domains announced by RA (DNSSL) and DHCPv6. */
+  dnsSearch?: string[];
+}
+
+/** The router's link-local address: the guest's IPv6 default router (libslirp uses it too). */
+export const ROUTER_LINK_LOCAL = 'fe80::2';
+
+/** The IPv6 plan as bytes and text, resolved once. */
+interface V6Addresses {
+  prefix: Uint8Array;
+  gateway: Uint8Array;
+  dns: Uint8Array;
+  router: Uint8Array;
+  gatewayText: string;
+  dnsText: string;
+  routerText: string;
+}
+
+/**
+ * The last few IPv6 addresses turned into text, so a flow's packets reuse the same strings (the
+ * TCP and UDP tables key IPv6 by text) instead of formatting both addresses per segment.
+ */
+class Ipv6TextCache {
+  private readonly keys = [new Uint8Array(16), new Uint8Array(16), new Uint8Array(16), new Uint8Array(16)];
+  private readonly texts = ['', '', '', ''];
+  private next = 0;
+
+  text(b: Uint8Array, off: number): string {
+    for (let i = 0; i < 4; i++) if (this.texts[i] !== '' && ipv6Equals(this.keys[i], 0, b, off)) return this.texts[i];
+    const t = formatIpv6(b, off);
+    const k = this.keys[this.next];
+    for (let j = 0; j < 16; j++) k[j] = b[off + j];
+    this.texts[this.next] = t;
+    this.next = (this.next + 1) & 3;
+    return t;
+  }
 }
 
 /** Why frames were dropped; every key is a counter the API reports. */
 export type DropReason =
-  | 'runt' | 'not-for-us' | 'ethertype' | 'ipv6-unsupported'
+  | 'runt' | 'not-for-us' | 'ethertype' | 'ipv6-disabled' | 'ipv4-disabled'
+  | 'ipv6-truncated' | 'ipv6-version' | 'ipv6-payload-length' | 'ipv6-ext-truncated' | 'ipv6-ext-loop'
+  | 'ipv6-ext-order' | 'ipv6-source' | 'ipv6-destination' | 'ipv6-too-big' | 'ndp-fragmented'
   | 'ipv4-truncated' | 'ipv4-version' | 'ipv4-ihl' | 'ipv4-length' | 'ipv4-checksum'
   | 'ipv4-source' | 'fragment-pending' | 'fragment-dropped' | 'ttl' | 'broadcast' | 'protocol'
   | 'udp-malformed' | 'udp-checksum' | 'tcp-malformed' | 'tcp-checksum' | 'icmp-malformed' | 'icmp-checksum'
@@ -75,6 +145,22 @@ export class Stack {
   private readonly outboundAddress?: string;
   private readonly broadcast: number;
 
+  // IPv6 (all null with --ipv4-only).
+  readonly reassembler6 = new Ipv6Reassembler();
+  readonly udp6: UdpNat<string> | null = null;
+  readonly ping6: PingRelay<string> | null = null;
+  readonly ndp: NeighbourDiscovery | null = null;
+  readonly ra: RouterAdvertiser | null = null;
+  readonly dhcp6: Dhcpv6Server | null = null;
+  /** IPv6 traffic handled without a reply (multicast listener reports, other multicast). */
+  readonly counters6 = { rxPackets: 0, mld: 0, multicast: 0, packetTooBig: 0 };
+  private readonly v6: V6Addresses | null = null;
+  private readonly outboundAddress6?: string;
+  private readonly ip6 = new Ipv6Packet();
+  private readonly text6 = new Ipv6TextCache();
+  private readonly bytes6Cache = new Map<string, Uint8Array>();
+  private readonly icmp6Head = new Uint8Array(8);
+
   // Reused views: classification allocates nothing per frame.
   private readonly eth = new EthernetFrame();
   private readonly ip = new Ipv4Packet();
@@ -89,7 +175,8 @@ export class Stack {
     this.outboundAddress = deps.outboundAddress;
     const v4 = this.config.ipv4;
     this.broadcast = (v4.network | (0xffffffff >>> v4.prefixLength)) >>> 0;
-    this.sink = new FrameSink(deps.writer, this.config.gatewayMac, (a) => this.neighbours.lookup(a));
+    this.sink = new FrameSink(deps.writer, this.config.gatewayMac, (a) => this.neighbours.lookup(a),
+      (a, off) => this.neighbours.lookup6(a, off));
     this.arp = new ArpResponder(this.sink, this.neighbours, (a) => this.isVirtualHost(a));
     this.dhcp = new DhcpServer({
       network: v4.network,
@@ -117,6 +204,61 @@ export class Stack {
       ? new PingRelay(deps.pingFactory, (src, dst, msg) => this.sink.icmp4(src, dst, msg, msg, 8, msg.length - 8), this.log)
       : null;
     this.tcp = new TcpFlowTable(this.tcpEnv(), { mtu: this.config.mtu });
+    const plan6 = this.config.ipv6;
+    if (plan6) {
+      this.outboundAddress6 = deps.outboundAddress6;
+      const v6: V6Addresses = {
+        prefix: parseIpv6(plan6.prefix),
+        gateway: parseIpv6(plan6.gateway),
+        dns: parseIpv6(plan6.dns),
+        router: parseIpv6(ROUTER_LINK_LOCAL),
+        gatewayText: formatIpv6(parseIpv6(plan6.gateway)),
+        dnsText: formatIpv6(parseIpv6(plan6.dns)),
+        routerText: ROUTER_LINK_LOCAL,
+      };
+      this.v6 = v6;
+      const dns6 = this.config.disableDns ? [] : [v6.dnsText];
+      this.ra = new RouterAdvertiser({
+        sink: this.sink, routerAddress: v6.router, prefix: plan6.prefix, mtu: this.config.mtu, dns: dns6, search: deps.dnsSearch,
+      });
+      this.ndp = new NeighbourDiscovery(this.sink, this.neighbours, (a, off) => this.isVirtualHost6(a, off), () => this.ra!.solicited());
+      this.dhcp6 = new Dhcpv6Server({ mac: this.config.gatewayMac, dns: dns6, search: deps.dnsSearch });
+      this.udp6 = new UdpNat<string>({
+        family: 6,
+        toGuest: (src, dst, sp, dp, payload) => this.sink.udp6(this.bytes6(src), this.bytes6(dst), sp, dp, payload, 0, payload.length),
+        route: (dst, port) => this.hostAddressFor6(dst, port),
+        unroute: (address) => this.guestAddressFor6(address),
+        unreachable: (guest, gport, dst, dport, err) => {
+          const code = unreachableCode6For(err.code);
+          if (code !== null) this.unreachable6(code, synthesizeOriginal6(NH_UDP, this.bytes6(guest), this.bytes6(dst), gport, dport, 0));
+        },
+        bindAddress: this.outboundAddress6,
+        log: this.log,
+      });
+      this.ping6 = deps.pingFactory
+        ? new PingRelay<string>(deps.pingFactory, (src, dst, msg) => {
+          this.sink.icmp6(this.bytes6(src), 0, this.bytes6(dst), 0, msg, msg, 8, msg.length - 8);
+        }, this.log, 256, 60_000, {
+          family: 6,
+          replyType: 129,
+          format: (a) => a,
+          parse: (t) => this.guestAddressFor6(t),
+        })
+        : null;
+    }
+  }
+
+  /** Start what runs on its own: the first router advertisement and the periodic ones. */
+  start(): void {
+    this.ra?.start();
+  }
+
+  /** Whether NDP/ICMPv6 should answer for the 16 bytes at a[off]: gateway, DNS (unless disabled), router. */
+  isVirtualHost6(a: Uint8Array, off: number): boolean {
+    const v6 = this.v6;
+    if (!v6) return false;
+    return ipv6Equals(a, off, v6.gateway, 0) || ipv6Equals(a, off, v6.router, 0)
+      || (!this.config.disableDns && ipv6Equals(a, off, v6.dns, 0));
   }
 
   /** Whether ARP/ICMP should answer for `addr`: the gateway, and the DNS address unless disabled. */
@@ -140,11 +282,14 @@ export class Stack {
     if (!eth.isGroupDst && !eth.dstIs(this.sink.ourMac)) return this.drop('not-for-us');
     switch (eth.ethertype) {
       case ETHERTYPE_ARP:
+        if (!this.config.ipv4Enabled) return this.drop('ipv4-disabled');
         return this.arp.input(buf, eth.payloadOff, eth.payloadLen);
       case ETHERTYPE_IPV4:
+        if (!this.config.ipv4Enabled) return this.drop('ipv4-disabled');
         return this.ipv4(buf, eth.payloadOff, eth.payloadLen, off + 6);
       case ETHERTYPE_IPV6:
-        return this.drop('ipv6-unsupported');
+        if (!this.v6) return this.drop('ipv6-disabled');
+        return this.ipv6(buf, eth.payloadOff, eth.payloadLen, off + 6);
       default:
         return this.drop('ethertype');
     }
@@ -298,6 +443,223 @@ export class Stack {
     this.icmpError(ICMP_DEST_UNREACH, code, original, 0, original.length, to);
   }
 
+  // ---------------------------------------------------------------------------------------
+  // IPv6
+
+  private ipv6(buf: Uint8Array, off: number, avail: number, srcMacOff: number): void {
+    const ip = this.ip6.wrap(buf, off, avail);
+    const defect = ip.check();
+    if (defect) return this.drop(defect);
+    this.counters6.rxPackets++;
+    const v6 = this.v6!;
+    const s = ip.srcOff;
+    if (buf[s] === 0xff) return this.drop('ipv6-source');
+    const unspecified = isUnspecified(buf, s);
+    if (!unspecified) {
+      if (isLinkLocal(buf, s)) {
+        if (ipv6Equals(buf, s, v6.router, 0)) return this.drop('ipv6-source');
+      } else if (!inPrefix64(buf, s, v6.prefix) || ipv6Equals(buf, s, v6.gateway, 0) || ipv6Equals(buf, s, v6.dns, 0)) {
+        return this.drop('ipv6-source');
+      }
+      this.neighbours.learn6(buf, s, buf, srcMacOff);
+    }
+    const walked = ip.walk();
+    if (walked) return this.drop(walked);
+    if (ip.totalLength > this.config.mtu) {
+      // The guest's link MTU is larger than ours: tell it ours, as a router on the path would.
+      if (!unspecified && !ip.dstIsMulticast) {
+        this.icmp6Error(ICMP6_PACKET_TOO_BIG, 0, this.config.mtu, buf, off, ip.totalLength, buf, s);
+        this.counters6.packetTooBig++;
+      }
+      return this.drop('ipv6-too-big');
+    }
+    if (ip.isFragment) {
+      const whole = this.reassembler6.add(ip);
+      if (!whole) return this.drop('fragment-pending');
+      ip.wrap(whole, 0, whole.length);
+      if (ip.walk() !== null || ip.isFragment) return this.drop('fragment-dropped');
+      return this.ipv6Datagram(ip, unspecified, srcMacOff, true);
+    }
+    this.ipv6Datagram(ip, unspecified, srcMacOff, false);
+  }
+
+  private ipv6Datagram(ip: Ipv6Packet, unspecified: boolean, srcMacOff: number, reassembled: boolean): void {
+    const b = ip.buf;
+    const d = ip.dstOff;
+    const proto = ip.upperProto;
+    if (proto === NH_ICMPV6) {
+      if (ip.upperLen < 8) return this.drop('icmp-malformed');
+      if (!this.checksum6(ip, NH_ICMPV6)) return this.drop('icmp-checksum');
+      const type = b[ip.upperOff];
+      if (type >= NDP_ROUTER_SOLICIT && type <= NDP_REDIRECT) {
+        // RFC 6980: neighbour discovery is never fragmented.
+        if (reassembled) return this.drop('ndp-fragmented');
+        return this.ndp!.input(ip, ip.upperOff, ip.upperLen, srcMacOff);
+      }
+      if (isMld(type)) {
+        this.counters6.mld++;
+        return;
+      }
+    }
+    if (ip.dstIsMulticast) {
+      if (proto === NH_UDP && !unspecified && this.isDhcp6Server(b, d)) return this.udp6Input(ip, true);
+      this.counters6.multicast++;
+      return;
+    }
+    if (unspecified) return this.drop('ipv6-source');
+    const local = this.isVirtualHost6(b, d);
+    if (!local) {
+      const v6 = this.v6!;
+      if (isLinkLocal(b, d)) return this.drop('not-for-us');
+      if (inPrefix64(b, d, v6.prefix)) {
+        return this.drop(ipv6Equals(b, d, v6.dns, 0) && this.config.disableDns ? 'dns-disabled' : 'virtual-host');
+      }
+      if (isSpecialDestination(b, d)) return this.drop('ipv6-destination');
+      if (ip.hopLimit <= 1) {
+        this.icmp6Error(ICMP6_TIME_EXCEEDED, 0, 0, b, ip.off, ip.totalLength, b, ip.srcOff);
+        return this.drop('ttl');
+      }
+    }
+    switch (proto) {
+      case NH_TCP:
+        return this.tcp6Input(ip);
+      case NH_UDP:
+        return this.udp6Input(ip, false);
+      case NH_ICMPV6:
+        return this.icmp6Input(ip, local);
+      default:
+        return this.drop('protocol');
+    }
+  }
+
+  /** ff02::1:2 (all DHCP relay agents and servers). */
+  private isDhcp6Server(b: Uint8Array, d: number): boolean {
+    return b[d] === 0xff && b[d + 1] === 0x02 && b[d + 13] === 0x01 && b[d + 14] === 0x00 && b[d + 15] === 0x02
+      && b[d + 11] === 0x00 && b[d + 12] === 0x00 && isZero(b, d + 2, 9);
+  }
+
+  private checksum6(ip: Ipv6Packet, proto: number): boolean {
+    let s = pseudoSum6(ip.buf, ip.srcOff, ip.buf, ip.dstOff, proto, ip.upperLen);
+    s = partialSum(ip.buf, ip.upperOff, ip.upperLen, s);
+    return s === 0xffff;
+  }
+
+  private tcp6Input(ip: Ipv6Packet): void {
+    const seg = this.tcpView;
+    if (!seg.wrap(ip.buf, ip.upperOff, ip.upperLen)) return this.drop('tcp-malformed');
+    if (!this.checksum6(ip, NH_TCP)) return this.drop('tcp-checksum');
+    this.tcp.input(6, this.text6.text(ip.buf, ip.srcOff), this.text6.text(ip.buf, ip.dstOff), seg);
+  }
+
+  private udp6Input(ip: Ipv6Packet, multicast: boolean): void {
+    const u = this.udpView;
+    const b = ip.buf;
+    if (!u.wrap(b, ip.upperOff, ip.upperLen)) return this.drop('udp-malformed');
+    // The UDP checksum is mandatory over IPv6.
+    if (u.checksumField === 0 || !this.checksum6(ip, NH_UDP)) return this.drop('udp-checksum');
+    const v6 = this.v6!;
+    const d = ip.dstOff;
+    if (multicast || ipv6Equals(b, d, v6.router, 0)) {
+      if (u.dstPort === DHCP6_SERVER_PORT && u.srcPort === DHCP6_CLIENT_PORT) {
+        const reply = this.dhcp6!.handle(b.subarray(u.payloadOff, u.payloadOff + u.payloadLen));
+        if (reply) this.sink.udp6(v6.router, b.slice(ip.srcOff, ip.srcOff + 16), DHCP6_SERVER_PORT, DHCP6_CLIENT_PORT, reply, 0, reply.length);
+        return;
+      }
+      if (multicast) {
+        this.counters6.multicast++;
+        return;
+      }
+      this.icmp6Error(ICMP6_DEST_UNREACH, UNREACH6_PORT, 0, b, ip.off, ip.totalLength, b, ip.srcOff, b, d);
+      return this.drop('virtual-host');
+    }
+    if (ipv6Equals(b, d, v6.dns, 0)) {
+      if (u.dstPort === 53 && this.dns) {
+        const guest = b.slice(ip.srcOff, ip.srcOff + 16);
+        const port = u.srcPort;
+        this.dns.query(b.subarray(u.payloadOff, u.payloadOff + u.payloadLen), (resp) => {
+          this.sink.udp6(v6.dns, guest, 53, port, resp, 0, resp.length);
+        });
+        return;
+      }
+      this.icmp6Error(ICMP6_DEST_UNREACH, UNREACH6_PORT, 0, b, ip.off, ip.totalLength, b, ip.srcOff, b, d);
+      return this.drop('virtual-host');
+    }
+    if (ipv6Equals(b, d, v6.gateway, 0) && this.config.disableHostLoopback) {
+      this.icmp6Error(ICMP6_DEST_UNREACH, UNREACH6_ADMIN, 0, b, ip.off, ip.totalLength, b, ip.srcOff, b, d);
+      return this.drop('host-loopback-disabled');
+    }
+    this.udp6!.input(this.text6.text(b, ip.srcOff), this.text6.text(b, d), u.srcPort, u.dstPort, b, u.payloadOff, u.payloadLen);
+  }
+
+  private icmp6Input(ip: Ipv6Packet, local: boolean): void {
+    const b = ip.buf;
+    const off = ip.upperOff;
+    const type = b[off];
+    // Errors, replies and anything else from the guest have no host socket to go to.
+    if (type !== ICMP6_ECHO_REQUEST) return this.drop('icmp-type');
+    if (local) {
+      const head = this.icmp6Head;
+      head.set(b.subarray(off, off + 8));
+      head[0] = 129;
+      this.sink.icmp6(b, ip.dstOff, b, ip.srcOff, head, b, off + 8, ip.upperLen - 8);
+      return;
+    }
+    if (!this.ping6) return this.drop('icmp-type');
+    this.ping6.request(this.text6.text(b, ip.srcOff), this.text6.text(b, ip.dstOff), b, off, ip.upperLen, (b[off + 4] << 8) | b[off + 5]);
+  }
+
+  /**
+   * Send an ICMPv6 error about an original packet (as much as fits in 1280 bytes) to the guest at
+   * to[toOff], from `from` (default: the gateway address).
+   */
+  private icmp6Error(
+    type: number, code: number, param: number, orig: Uint8Array, off: number, len: number,
+    to: Uint8Array, toOff: number, from?: Uint8Array, fromOff = 0,
+  ): void {
+    const head = new Uint8Array(8);
+    head[0] = type;
+    head[1] = code;
+    writeU32(head, 4, param);
+    const n = Math.min(len, ICMP6_ORIGINAL_MAX, orig.length - off);
+    this.sink.icmp6(from ?? this.v6!.gateway, from ? fromOff : 0, to, toOff, head, orig, off, n);
+  }
+
+  /** Destination unreachable for a synthesized original (see synthesizeOriginal6). */
+  private unreachable6(code: number, original: Uint8Array): void {
+    this.icmp6Error(ICMP6_DEST_UNREACH, code, 0, original, 0, original.length, original, 8);
+  }
+
+  /** Bytes for an IPv6 address text (cached: flows reuse the same strings). */
+  private bytes6(text: string): Uint8Array {
+    let b = this.bytes6Cache.get(text);
+    if (!b) {
+      if (this.bytes6Cache.size >= 4096) this.bytes6Cache.clear();
+      b = parseIpv6(text);
+      this.bytes6Cache.set(text, b);
+    }
+    return b;
+  }
+
+  /** Where a guest-visible IPv6 destination leads on the host; null when nothing may answer. */
+  hostAddressFor6(dst: string, port: number): string | null {
+    const v6 = this.v6;
+    if (!v6) return null;
+    if (dst === v6.gatewayText) return this.config.disableHostLoopback ? null : '::1';
+    if (dst === v6.dnsText) {
+      if (this.config.disableDns || port !== 53) return null;
+      return this.config.dnsUpstreams[0]?.address ?? null;
+    }
+    if (dst === v6.routerText) return null;
+    return dst;
+  }
+
+  /** The guest-visible IPv6 address for a host-side peer address (null: not deliverable). */
+  guestAddressFor6(address: string): string | null {
+    if (address === '::1') return this.config.disableHostLoopback || !this.v6 ? null : this.v6.gatewayText;
+    if (address.includes('%') || address.includes('.') || !address.includes(':')) return null;
+    return address;
+  }
+
   /** Where a guest-visible destination leads on the host; null when nothing may answer. */
   hostAddressFor(dst: number, port: number): string | null {
     const v4 = this.config.ipv4;
@@ -321,11 +683,23 @@ export class Stack {
   private tcpEnv(): TcpFlowEnv {
     return {
       emit: (flow, flags, seq, ack, window, payload, off, len, synOpts) => {
+        if (flow.family === 6) {
+          this.sink.tcp6(this.bytes6(flow.remoteAddr as string), this.bytes6(flow.guestAddr as string), flow.remotePort,
+            flow.guestPort, seq, ack, flags, window, payload, off, len, synOpts);
+          return;
+        }
         this.sink.tcp4(flow.remoteAddr as number, flow.guestAddr as number, flow.remotePort, flow.guestPort,
           seq, ack, flags, window, payload, off, len, synOpts);
       },
       connect: (flow) => this.connectHost(flow),
       unreachable: (flow, err) => {
+        if (flow.family === 6) {
+          const code6 = unreachableCode6For(err.code);
+          if (code6 === null) return;
+          this.unreachable6(code6, synthesizeOriginal6(NH_TCP, this.bytes6(flow.guestAddr as string),
+            this.bytes6(flow.remoteAddr as string), flow.guestPort, flow.remotePort, flow.guestIsn));
+          return;
+        }
         const code = unreachableCodeFor(err.code);
         if (code === null) return;
         this.unreachable(code, synthesizeOriginal4(PROTO_TCP, flow.guestAddr as number, flow.remoteAddr as number,
@@ -337,6 +711,13 @@ export class Stack {
   }
 
   private connectHost(flow: TcpFlow): net.Socket | null {
+    if (flow.family === 6) {
+      const host6 = this.hostAddressFor6(flow.remoteAddr as string, flow.remotePort);
+      if (host6 === null) return null;
+      const o6: net.TcpNetConnectOpts = { host: host6, port: flow.remotePort, noDelay: true };
+      if (this.outboundAddress6 && host6 !== '::1' && host6.includes(':')) o6.localAddress = this.outboundAddress6;
+      return net.connect(o6);
+    }
     const host = this.hostAddressFor(flow.remoteAddr as number, flow.remotePort);
     if (host === null) return null;
     const opts: net.TcpNetConnectOpts = { host, port: flow.remotePort, noDelay: true };
@@ -349,6 +730,9 @@ export class Stack {
     this.tcp.closeAll();
     this.udp.closeAll();
     this.ping?.closeAll();
+    this.ra?.stop();
+    this.udp6?.closeAll();
+    this.ping6?.closeAll();
     this.dns?.close();
   }
 
@@ -362,6 +746,29 @@ export class Stack {
       udp: { active: this.udp.active, ...this.udp.counters },
       icmp: this.ping ? { active: this.ping.active, ...this.ping.counters } : null,
       dhcp: this.dhcp.counters,
+      ipv6: this.v6
+        ? {
+          ...this.counters6,
+          fragments: { completed: this.reassembler6.completed, inProgress: this.reassembler6.inProgress, ...this.reassembler6.drops },
+          udp: { active: this.udp6!.active, ...this.udp6!.counters },
+          icmp: this.ping6 ? { active: this.ping6.active, ...this.ping6.counters } : null,
+          ndp: this.ndp!.counters,
+          ra: this.ra!.counters,
+          dhcp: this.dhcp6!.counters,
+        }
+        : null,
     };
   }
+}
+
+/** Destinations no host socket should be asked to reach: unspecified, loopback, IPv4-mapped/compatible. */
+function isSpecialDestination(b: Uint8Array, d: number): boolean {
+  if (!isZero(b, d, 10)) return false;
+  // ::, ::1, ::ffff:a.b.c.d, ::a.b.c.d
+  return (b[d + 10] === 0 && b[d + 11] === 0) || (b[d + 10] === 0xff && b[d + 11] === 0xff);
+}
+
+function isZero(b: Uint8Array, off: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (b[off + i] !== 0) return false;
+  return true;
 }

@@ -7,31 +7,36 @@
  * host loopback shown as the gateway address, the mirror of the outbound mapping). A binding
  * lives while it is used and is closed `idleMs` after its last datagram either way; the table is
  * bounded and evicts the least recently used binding when full.
+ *
+ * One table per family: IPv4 tables hold uint32 guest addresses and udp4 sockets, IPv6 tables
+ * text addresses and udp6 sockets (`env.family`). Keys embed the address, so they never collide.
  */
 
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
 
-export interface UdpNatEnv {
+export interface UdpNatEnv<A = number> {
+  /** Host sockets: udp4 (default) or udp6. */
+  family?: 4 | 6;
   /** Deliver a datagram to the guest. */
-  toGuest(src: number, dst: number, srcPort: number, dstPort: number, payload: Uint8Array): void;
+  toGuest(src: A, dst: A, srcPort: number, dstPort: number, payload: Uint8Array): void;
   /** Map a guest-visible destination to the real host destination (null: drop). */
-  route(dst: number, port: number): string | null;
-  /** Map a host-side source address back to a guest-visible IPv4 address (null: drop). */
-  unroute(address: string): number | null;
+  route(dst: A, port: number): string | null;
+  /** Map a host-side source address back to a guest-visible address (null: drop). */
+  unroute(address: string): A | null;
   /** A send failed with an errno a guest should hear about as ICMP (unreachable). */
-  unreachable(guest: number, guestPort: number, dst: number, dstPort: number, err: NodeJS.ErrnoException): void;
+  unreachable(guest: A, guestPort: number, dst: A, dstPort: number, err: NodeJS.ErrnoException): void;
   /** Outbound bind address for host sockets (--outbound-addr), or undefined. */
   bindAddress?: string;
   log: Logger;
 }
 
-export class UdpBinding {
+export class UdpBinding<A = number> {
   lastUsed: number;
   closed = false;
   constructor(
     readonly key: string,
-    readonly guest: number,
+    readonly guest: A,
     readonly guestPort: number,
     readonly socket: dgram.Socket,
     now: number,
@@ -40,13 +45,13 @@ export class UdpBinding {
   }
 }
 
-export class UdpNat {
-  private readonly bindings = new Map<string, UdpBinding>();
+export class UdpNat<A = number> {
+  private readonly bindings = new Map<string, UdpBinding<A>>();
   private readonly sweep: NodeJS.Timeout;
   readonly counters = { opened: 0, evicted: 0, expired: 0, toHost: 0, toGuest: 0, sendErrors: 0, dropped: 0 };
 
   constructor(
-    private readonly env: UdpNatEnv,
+    private readonly env: UdpNatEnv<A>,
     private readonly limit = 4096,
     private readonly idleMs = 120_000,
   ) {
@@ -59,7 +64,7 @@ export class UdpNat {
   }
 
   /** A datagram from the guest; `payload` is copied. */
-  input(src: number, dst: number, srcPort: number, dstPort: number, buf: Uint8Array, off: number, len: number): void {
+  input(src: A, dst: A, srcPort: number, dstPort: number, buf: Uint8Array, off: number, len: number): void {
     const host = this.env.route(dst, dstPort);
     if (host === null) {
       this.counters.dropped++;
@@ -77,7 +82,7 @@ export class UdpNat {
     });
   }
 
-  private binding(src: number, srcPort: number): UdpBinding {
+  private binding(src: A, srcPort: number): UdpBinding<A> {
     const key = `${src}:${srcPort}`;
     let b = this.bindings.get(key);
     if (b) {
@@ -85,11 +90,11 @@ export class UdpNat {
       return b;
     }
     if (this.bindings.size >= this.limit) {
-      const oldest = this.bindings.values().next().value as UdpBinding;
+      const oldest = this.bindings.values().next().value as UdpBinding<A>;
       this.close(oldest);
       this.counters.evicted++;
     }
-    const socket = dgram.createSocket({ type: 'udp4' });
+    const socket = dgram.createSocket({ type: this.env.family === 6 ? 'udp6' : 'udp4' });
     const binding = new UdpBinding(key, src, srcPort, socket, Date.now());
     socket.on('message', (msg, rinfo) => {
       const from = this.env.unroute(rinfo.address);
@@ -112,7 +117,7 @@ export class UdpNat {
   }
 
   /** Mark a binding used: Map order is least recently used first. */
-  private touch(b: UdpBinding): void {
+  private touch(b: UdpBinding<A>): void {
     b.lastUsed = Date.now();
     if (b.closed) return;
     this.bindings.delete(b.key);
@@ -128,7 +133,7 @@ export class UdpNat {
     }
   }
 
-  private close(b: UdpBinding): void {
+  private close(b: UdpBinding<A>): void {
     if (b.closed) return;
     b.closed = true;
     this.bindings.delete(b.key);

@@ -1,15 +1,16 @@
 /**
- * FrameSink: the one way out toward the guest. It prepends Ethernet + IPv4 headers, computes
+ * FrameSink: the one way out toward the guest. It prepends Ethernet + IPv4/IPv6 headers, computes
  * checksums (the payload is summed where it lies, never copied in JS) and hands the parts to the
  * tap's writev. Header scratch space is preallocated; nothing is allocated per frame beyond the
  * small views the writev call needs.
  */
 
-import { ETH_HEADER_LEN, ETHERTYPE_IPV4, writeEthernetHeader } from '../wire/ethernet.js';
+import { ETH_HEADER_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, writeEthernetHeader } from '../wire/ethernet.js';
+import { IPV6_HEADER_LEN, NH_ICMPV6, NH_TCP, NH_UDP, multicastMac, writeIpv6Header } from '../wire/ipv6.js';
 import { IPV4_MIN_HEADER, PROTO_ICMP, PROTO_TCP, PROTO_UDP, writeIpv4Header } from '../wire/ipv4.js';
 import { TCP_CHECKSUM_OFFSET, TCP_MIN_HEADER, writeSynOptions, writeTcpHeader } from '../wire/tcp.js';
 import { UDP_HEADER_LEN, writeUdpHeader } from '../wire/udp.js';
-import { finish, partialSum, pseudoSum4 } from '../wire/checksum.js';
+import { finish, partialSum, pseudoSum4, pseudoSum6 } from '../wire/checksum.js';
 import { writeU16 } from '../wire/bytes.js';
 
 /** Where frames go: the native Tap, or a recorder in tests. */
@@ -20,6 +21,7 @@ export interface FrameWriter {
 
 const IP_OFF = ETH_HEADER_LEN;
 const L4_OFF = ETH_HEADER_LEN + IPV4_MIN_HEADER;
+const L4_OFF6 = ETH_HEADER_LEN + IPV6_HEADER_LEN;
 
 export class FrameSink {
   /** Frames we could not write (tap queue full). */
@@ -29,6 +31,7 @@ export class FrameSink {
   private readonly parts: Uint8Array[] = [this.hdr, this.hdr];
   private readonly views = new Map<number, Uint8Array>();
   private ipId = 0;
+  private readonly mcastMac = new Uint8Array(6);
 
   constructor(
     private readonly writer: FrameWriter,
@@ -36,6 +39,8 @@ export class FrameSink {
     readonly ourMac: Uint8Array,
     /** Returns the guest's MAC for an address (learned), or null if unknown. */
     private readonly guestMacFor: (addr: number) => Uint8Array | null,
+    /** The same for IPv6 (16 bytes at addr[off]); multicast destinations need no lookup. */
+    private readonly guestMacFor6: (addr: Uint8Array, off: number) => Uint8Array | null = () => null,
   ) {}
 
   private hdrView(len: number): Uint8Array {
@@ -115,6 +120,65 @@ export class FrameSink {
     if (len > 0) sum = partialSum(body, off, len, sum);
     writeU16(this.hdr, L4_OFF + 2, finish(sum));
     return this.put(L4_OFF + 8, body, off, len);
+  }
+
+  /** Ethernet + IPv6 header for a frame to `dst`; false when the guest MAC is unknown. */
+  private ip6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, nh: number, l4Len: number, hopLimit: number): boolean {
+    const mac = dst[dstOff] === 0xff ? multicastMac(dst, dstOff, this.mcastMac) : this.guestMacFor6(dst, dstOff);
+    if (!mac) return false;
+    writeEthernetHeader(this.hdr, 0, mac, this.ourMac, ETHERTYPE_IPV6);
+    writeIpv6Header(this.hdr, IP_OFF, src, srcOff, dst, dstOff, nh, l4Len, hopLimit);
+    return true;
+  }
+
+  /** A TCP segment to the guest over IPv6 (addresses: 16 bytes each). */
+  tcp6(
+    src: Uint8Array, dst: Uint8Array, srcPort: number, dstPort: number,
+    seq: number, ack: number, flags: number, window: number,
+    payload: Uint8Array | null, off: number, len: number,
+    synOpts?: { mss: number; wscale: number },
+  ): boolean {
+    const optLen = synOpts ? 8 : 0;
+    const tcpHdr = TCP_MIN_HEADER + optLen;
+    if (!this.ip6(src, 0, dst, 0, NH_TCP, tcpHdr + len, 64)) return false;
+    writeTcpHeader(this.hdr, L4_OFF6, srcPort, dstPort, seq, ack, flags, window, optLen);
+    if (synOpts) writeSynOptions(this.hdr, L4_OFF6 + TCP_MIN_HEADER, synOpts.mss, synOpts.wscale);
+    let sum = pseudoSum6(src, 0, dst, 0, NH_TCP, tcpHdr + len);
+    sum = partialSum(this.hdr, L4_OFF6, tcpHdr, sum);
+    if (payload && len > 0) sum = partialSum(payload, off, len, sum);
+    writeU16(this.hdr, L4_OFF6 + TCP_CHECKSUM_OFFSET, finish(sum));
+    return this.put(L4_OFF6 + tcpHdr, payload, off, len);
+  }
+
+  /** A UDP datagram to the guest over IPv6. */
+  udp6(src: Uint8Array, dst: Uint8Array, srcPort: number, dstPort: number, payload: Uint8Array, off: number, len: number): boolean {
+    if (!this.ip6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + len, 64)) return false;
+    writeUdpHeader(this.hdr, L4_OFF6, srcPort, dstPort, len);
+    let sum = pseudoSum6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + len);
+    sum = partialSum(this.hdr, L4_OFF6, UDP_HEADER_LEN, sum);
+    sum = partialSum(payload, off, len, sum);
+    const c = finish(sum);
+    writeU16(this.hdr, L4_OFF6 + 6, c === 0 ? 0xffff : c);
+    return this.put(L4_OFF6 + UDP_HEADER_LEN, payload, off, len);
+  }
+
+  /**
+   * An ICMPv6 message to the guest: `head` (8 bytes) then body[off, off+len); the checksum
+   * (pseudo-header included) is computed here. NDP messages go out with hop limit 255.
+   */
+  icmp6(
+    src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number,
+    head: Uint8Array, body: Uint8Array | null, off: number, len: number, hopLimit = 64,
+  ): boolean {
+    if (!this.ip6(src, srcOff, dst, dstOff, NH_ICMPV6, 8 + len, hopLimit)) return false;
+    this.hdr.set(head.subarray(0, 8), L4_OFF6);
+    this.hdr[L4_OFF6 + 2] = 0;
+    this.hdr[L4_OFF6 + 3] = 0;
+    let sum = pseudoSum6(src, srcOff, dst, dstOff, NH_ICMPV6, 8 + len);
+    sum = partialSum(this.hdr, L4_OFF6, 8, sum);
+    if (body && len > 0) sum = partialSum(body, off, len, sum);
+    writeU16(this.hdr, L4_OFF6 + 2, finish(sum));
+    return this.put(L4_OFF6 + 8, body, off, len);
   }
 
   /** A complete frame built by the caller (ARP replies, DHCP). */
