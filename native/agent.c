@@ -32,8 +32,9 @@
  *                           netns (ioctl NS_GET_USERNS).
  *   Order: all namespace fds are opened first, then setns(userns), then setns(netns).
  *
- *   --vnet-hdr      IFF_VNET_HDR + TUNSETVNETHDRSZ 12 (virtio_net_hdr_mrg_rxbuf).  TUNSETOFFLOAD
- *                   is a later step (see set_offload placeholder).
+ *   --vnet-hdr      IFF_VNET_HDR + TUNSETVNETHDRSZ 12 (virtio_net_hdr_mrg_rxbuf) and
+ *                   TUNSETOFFLOAD(TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6): the guest may hand us frames
+ *                   with partial checksums and TCP super-frames up to 64 KiB at any MTU.
  *   --configure     rtnetlink: lo up, address on the tap, tap up, default route via gateway.
  *                   Without it the tap is only created (left down), like slirp4netns.
  *
@@ -455,7 +456,9 @@ static int open_tap(const struct opts *o, uid_t outer_uid) {
   if (o->vnet_hdr) {
     int sz = 12; /* struct virtio_net_hdr_mrg_rxbuf */
     if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0) fail(errno, "TUNSETVNETHDRSZ failed: %s", strerror(errno));
-    /* set_offload: TUNSETOFFLOAD (TUN_F_CSUM|TUN_F_TSO4|...) goes here in a later step. */
+    /* We accept partial checksums and TCP super-frames from the guest; see native/tap.c. */
+    unsigned off = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    if (ioctl(fd, TUNSETOFFLOAD, off) < 0) fail(errno, "TUNSETOFFLOAD failed: %s", strerror(errno));
   }
   return fd;
 }

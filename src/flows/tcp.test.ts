@@ -451,6 +451,22 @@ describe('host → guest data', () => {
     expect(env.take()).toEqual([]); // nothing outstanding: no more retransmits
   });
 
+  it('emits GSO super-segments within the window when the tap takes them', () => {
+    useFakeTimers();
+    const { env, table } = make({ gsoMaxPayload: 65000 });
+    const { sock, iss } = open(env, table, { mss: 1000 }, 30000);
+    const data = bytes(40000);
+    sock.emit('data', data);
+    const out = env.take();
+    // One 30000-byte super-segment fills the guest's window; the rest waits for its ACK.
+    expect(out.map((o) => [o.seq - iss, o.data.length])).toEqual([[1, 30000]]);
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1, ack: u32(iss + 30001), flags: ACK, window: 30000 }));
+    expect(env.take().map((o) => [o.seq - iss, o.data.length, o.flags])).toEqual([[30001, 10000, ACK | PSH]]);
+    // An RTO retransmission resends from SND.UNA with the same super-segment size.
+    vi.advanceTimersByTime(200);
+    expect(env.take().map((o) => [o.seq - iss, o.data.length])).toEqual([[30001, 10000]]);
+  });
+
   it('backs off exponentially', () => {
     useFakeTimers();
     const { env, table } = make();

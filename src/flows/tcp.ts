@@ -29,8 +29,9 @@
  *
  * Host → guest. Host socket chunks are queued as they come (a list of Buffers with offsets, no
  * concatenation: `SendQueue`); queue position 0 is SND.UNA. Segments of at most the guest's MSS
- * are cut from single chunks (a segment never spans two chunks, so the payload is handed to the
- * env without copying) and sent within the guest's receive window, honoured exactly; no
+ * (or, when the tap takes GSO super-frames, up to `gsoMaxPayload`) are cut from single chunks
+ * (a segment never spans two chunks, so the payload is handed to the env without copying) and
+ * sent within the guest's receive window, honoured exactly; no
  * congestion control toward a local guest. Unacknowledged bytes stay queued for retransmission:
  * RTO (RFC 6298 estimator, Karn's rule, exponential back-off, retry limit), fast retransmit on
  * the third duplicate ACK, and a persist timer with 1-byte probes while the guest's window is
@@ -124,6 +125,12 @@ export interface TcpConfig {
   idleTimeoutMs: number;
   /** Same, once either side has sent FIN. */
   halfClosedTimeoutMs: number;
+  /**
+   * Largest payload per emitted segment when the tap takes GSO super-frames (vnet header):
+   * segments may then exceed the guest's MSS and the kernel treats them as GRO-merged
+   * segments of MSS bytes. 0 = segments are cut at the guest's MSS.
+   */
+  gsoMaxPayload: number;
 }
 
 export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = {
@@ -140,6 +147,7 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = {
   connectTimeoutMs: 60_000,
   idleTimeoutMs: 7_200_000,
   halfClosedTimeoutMs: 60_000,
+  gsoMaxPayload: 0,
 };
 
 /** Counters for stats. */
@@ -835,7 +843,7 @@ export class TcpFlow implements TcpEndpoints {
       if (avail <= 0) break;
       const room = seqDiff(wndEdge, this.sndNxt);
       if (room <= 0) break;
-      let n = Math.min(avail, room, this.sndMss);
+      let n = Math.min(avail, room, this.segmentCap());
       q.locate(pos);
       if (q.locLen < n) n = q.locLen;
       const rtx = seqLt(this.sndNxt, this.sndMax);
@@ -867,6 +875,12 @@ export class TcpFlow implements TcpEndpoints {
       this.backoff = 0;
       this.rtx.arm(this.currentRto());
     }
+  }
+
+  /** Payload bytes per emitted segment: the guest's MSS, or a GSO super-frame's worth. */
+  private segmentCap(): number {
+    const gso = this.table.config.gsoMaxPayload;
+    return gso > this.sndMss ? gso : this.sndMss;
   }
 
   private fastRetransmit(): void {
