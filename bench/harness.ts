@@ -1,0 +1,411 @@
+// Shared machinery for bench/compare.ts and bench/profile.ts: launching each stack on a fresh
+// rootless container netns in the test lab (design.md: loopback and lab namespaces only), timing
+// launch → ready, reading the stack's process tree (CPU, RSS), the container's TCP counters, and
+// running iperf3 / the rr probe / the integrity client.
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import * as net from 'node:net';
+import { Container, Lab, NET, REPO, Stack, UNPRIV_UID, type StackAddresses, type StackKind } from '../test/lab/lab.js';
+import { descendants, run, runOk, sleep, waitFor, type RunResult } from '../test/lab/exec.js';
+
+export const BENCH_PORTS = {
+  /** iperf3 in the host netns on 127.0.0.1 (reached through the stack's gateway address). */
+  hostLoopIperf: 5202,
+  /** iperf3 inside the container (target of the inbound forward). */
+  containerIperf: 5203,
+  /** Host port forwarded to containerIperf. */
+  forwardHost: 5204,
+  /** rr probe servers in the world. */
+  rr: 9100,
+  crr: 9101,
+} as const;
+
+const CLK_TCK = 100;
+
+// ---------------------------------------------------------------------------------------------
+// /proc readers
+
+/** The stack's whole process tree (slipway: node + slipway-agent). */
+export function processTree(pid: number): number[] {
+  return [pid, ...descendants(pid)];
+}
+
+/** utime+stime (seconds) of each pid, summed. Exited processes simply stop counting. */
+export function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const p of pids) {
+    try {
+      const s = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      // fields after "pid (comm) ": state(3) ... utime(14) stime(15) → indexes 11, 12 here.
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      /* gone */
+    }
+  }
+  return ticks / CLK_TCK;
+}
+
+/** Summed VmRSS and VmHWM (MB) over the pids. */
+export function memoryMB(pids: number[]): { rss: number; hwm: number } {
+  let rss = 0;
+  let hwm = 0;
+  for (const p of pids) {
+    try {
+      const s = readFileSync(`/proc/${p}/status`, 'utf8');
+      rss += Number(/^VmRSS:\s+(\d+)/m.exec(s)?.[1] ?? 0);
+      hwm += Number(/^VmHWM:\s+(\d+)/m.exec(s)?.[1] ?? 0);
+    } catch {
+      /* gone */
+    }
+  }
+  return { rss: rss / 1024, hwm: hwm / 1024 };
+}
+
+/** TCP counters of the container netns (/proc/net is per netns of the reader). */
+export async function tcpCounters(ctr: Container): Promise<Record<string, number>> {
+  const r = await ctr.exec(['cat', '/proc/net/snmp', '/proc/net/netstat']);
+  const out: Record<string, number> = {};
+  const lines = r.stdout.split('\n');
+  for (let i = 0; i + 1 < lines.length; i++) {
+    const a = lines[i]!.split(/\s+/);
+    const b = lines[i + 1]!.split(/\s+/);
+    if (a[0] && a[0] === b[0] && a[0].endsWith(':') && !/^\d/.test(a[1] ?? '') && /^-?\d/.test(b[1] ?? '')) {
+      const sect = a[0].slice(0, -1);
+      for (let k = 1; k < a.length; k++) if (a[k]) out[`${sect}.${a[k]}`] = Number(b[k]);
+      i++;
+    }
+  }
+  return out;
+}
+
+export const RETX_KEYS = ['Tcp.RetransSegs', 'TcpExt.TCPTimeouts', 'TcpExt.TCPLossProbes', 'TcpExt.TCPFastRetrans', 'TcpExt.TCPSackRecovery', 'TcpExt.TCPLostRetransmit'];
+
+export function counterDelta(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const d: Record<string, number> = {};
+  for (const k of RETX_KEYS) d[k] = (b[k] ?? 0) - (a[k] ?? 0);
+  return d;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launching
+
+export interface LaunchOptions {
+  mtu: number;
+  /** Set up the inbound forward forwardHost → containerIperf (slipway -p, pasta -t, slirp4netns API). */
+  forward?: boolean;
+  /** Extra environment for the stack (e.g. NODE_OPTIONS for --cpu-prof). */
+  env?: NodeJS.ProcessEnv;
+  readyTimeoutMs?: number;
+}
+
+export interface Session {
+  kind: StackKind;
+  container: Container;
+  stack: Stack;
+  /** Spawn → ready-fd (slipway, slirp4netns) or → default route seen (pasta -f; coarse). */
+  readyMs?: number;
+  addresses: StackAddresses;
+  /** Address the container uses to reach the host's loopback. */
+  hostLoopAddr: string;
+  forward: { ok: boolean; error?: string };
+  /** Directory writable by the unprivileged stack (API socket, pid files, profiles). */
+  dir: string;
+}
+
+/** A directory the unprivileged stack can write to. */
+export function unprivDir(lab: Lab, prefix: string): string {
+  const d = mkdtempSync(join(lab.tmp, prefix));
+  chmodSync(d, 0o755);
+  chownSync(d, UNPRIV_UID, UNPRIV_UID);
+  return d;
+}
+
+function argvFor(lab: Lab, kind: StackKind, ctr: Container, o: LaunchOptions, dir: string, daemon = false): { cmd: string[]; addresses: StackAddresses; hostLoop: string } {
+  const pid = String(ctr.pid);
+  const mtu = String(o.mtu);
+  switch (kind) {
+    case 'slipway':
+      return {
+        cmd: [
+          process.execPath, join(REPO, 'bin/slipway'), '--configure', '--mtu', mtu, '--dns-upstream', NET.dns,
+          '--ready-fd', '3', ...(o.forward ? ['-p', `127.0.0.1:${BENCH_PORTS.forwardHost}:${BENCH_PORTS.containerIperf}`] : []), pid,
+        ],
+        addresses: { gateway: '10.0.2.2', dns: '10.0.2.3', guest: '10.0.2.100' },
+        hostLoop: '10.0.2.2',
+      };
+    case 'slirp4netns':
+      return {
+        cmd: [
+          'slirp4netns', '--configure', '--mtu', mtu, '--ready-fd', '3',
+          ...(o.forward ? ['--api-socket', join(dir, 'api.sock')] : []), pid, 'tap0',
+        ],
+        addresses: { gateway: '10.0.2.2', dns: '10.0.2.3', guest: '10.0.2.100' },
+        hostLoop: '10.0.2.2',
+      };
+    case 'pasta':
+      // pasta copies the host netns's address (198.51.100.1) and gateway (198.51.100.2); the
+      // gateway address is mapped to the host's loopback (no --no-map-gw here, unlike the e2e lab).
+      return {
+        cmd: [
+          'pasta', '--config-net', ...(daemon ? ['-P', join(dir, 'pasta.pid')] : ['-f']), '-q', '--mtu', mtu,
+          '-t', o.forward ? `${BENCH_PORTS.forwardHost}:${BENCH_PORTS.containerIperf}` : 'none',
+          '-u', 'none', '-T', 'none', '-U', 'none', pid,
+        ],
+        addresses: { gateway: NET.worldVeth, dns: NET.dns, guest: NET.hostVeth },
+        hostLoop: NET.worldVeth,
+      };
+  }
+  void lab;
+}
+
+let launchSeq = 0;
+
+/** Launch `kind` on a fresh container netns and wait until it is ready. Throws when it is not. */
+export async function launch(lab: Lab, kind: StackKind, o: LaunchOptions): Promise<Session> {
+  const container = await lab.createContainer();
+  const dir = unprivDir(lab, `${kind}-`);
+  const { cmd, addresses, hostLoop } = argvFor(lab, kind, container, o, dir);
+  const argv = [...lab.unprivPrefix(), ...cmd];
+  const t0 = performance.now();
+  const child = lab.spawnTracked(`bench-${kind}-${launchSeq++}`, argv, {
+    env: { ...lab.unprivEnv(), ...(o.env ?? {}) },
+    stdio: ['ignore', 'pipe', 'pipe', kind === 'pasta' ? 'ignore' : 'pipe', 'ignore'],
+  });
+  const stack = new Stack(kind, child, argv, addresses);
+  const timeoutMs = o.readyTimeoutMs ?? 20_000;
+  let readyAt: number | undefined;
+  if (kind === 'pasta') {
+    const ok = await waitFor(async () => {
+      if (!stack.alive()) return true;
+      const r = await container.exec(['ip', '-4', 'route', 'show', 'default']);
+      return r.stdout.includes('default');
+    }, timeoutMs, 20);
+    if (ok && stack.alive()) readyAt = performance.now();
+  } else {
+    const pipe = child.stdio[3] as NodeJS.ReadableStream;
+    readyAt = await new Promise<number | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), timeoutMs);
+      pipe.once('data', () => {
+        clearTimeout(timer);
+        resolve(performance.now());
+      });
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolve(undefined);
+      });
+    });
+  }
+  if (readyAt === undefined) {
+    await sleep(100);
+    const why = stack.alive() ? 'still running, not ready' : `exited code=${child.exitCode} signal=${child.signalCode}`;
+    const text = stack.stderr.text().trim().split('\n').slice(-6).join(' | ');
+    await stack.stop('SIGKILL');
+    container.child.kill('SIGKILL');
+    const err = new Error(`${kind} did not become ready (${why}): ${text}`) as Error & { stderr?: string };
+    err.stderr = stack.stderr.text();
+    throw err;
+  }
+  const s: Session = {
+    kind, container, stack, readyMs: readyAt - t0, addresses, hostLoopAddr: hostLoop,
+    forward: { ok: false, error: o.forward ? undefined : 'not requested' }, dir,
+  };
+  if (o.forward) {
+    if (kind === 'slirp4netns') {
+      try {
+        const resp = await apiCall(join(dir, 'api.sock'), {
+          execute: 'add_hostfwd',
+          arguments: { proto: 'tcp', host_addr: '127.0.0.1', host_port: BENCH_PORTS.forwardHost, guest_port: BENCH_PORTS.containerIperf },
+        });
+        if (/"error"/.test(resp)) s.forward = { ok: false, error: `add_hostfwd: ${resp.trim()}` };
+        else s.forward = { ok: true };
+      } catch (e) {
+        s.forward = { ok: false, error: `API socket: ${(e as Error).message}` };
+      }
+    } else {
+      s.forward = { ok: true };
+    }
+  }
+  return s;
+}
+
+/** One request on slirp4netns' API socket. */
+function apiCall(path: string, req: object): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(path);
+    let out = '';
+    c.on('data', (b) => (out += b.toString('utf8')));
+    c.on('end', () => resolve(out));
+    c.on('error', reject);
+    c.setTimeout(5000, () => {
+      c.destroy();
+      reject(new Error('timeout'));
+    });
+    c.on('connect', () => c.end(JSON.stringify(req)));
+  });
+}
+
+export async function endSession(s: Session): Promise<void> {
+  await s.stack.stop('SIGTERM', 5000);
+  s.container.child.kill('SIGKILL');
+}
+
+/**
+ * Launch → ready in ms, for `n` launches on fresh containers. slipway and slirp4netns: spawn →
+ * byte on --ready-fd. pasta (no ready-fd): spawn → its foreground process exits after
+ * daemonizing, which it does once the namespace is configured.
+ */
+export async function readyTimes(lab: Lab, kind: StackKind, mtu: number, n: number): Promise<{ samples: number[]; errors: string[] }> {
+  const samples: number[] = [];
+  const errors: string[] = [];
+  for (let i = 0; i < n; i++) {
+    if (kind !== 'pasta') {
+      try {
+        const s = await launch(lab, kind, { mtu });
+        samples.push(s.readyMs!);
+        await endSession(s);
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
+      continue;
+    }
+    const ctr = await lab.createContainer();
+    const dir = unprivDir(lab, 'pasta-ready-');
+    const { cmd } = argvFor(lab, kind, ctr, { mtu }, dir, true);
+    const t0 = performance.now();
+    const r = await run([...lab.unprivPrefix(), ...cmd], { env: lab.unprivEnv(), cwd: REPO, timeoutMs: 20_000 });
+    const t1 = performance.now();
+    const pidFile = join(dir, 'pasta.pid');
+    const daemonPid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : 0;
+    const route = await ctr.exec(['ip', '-4', 'route', 'show', 'default']);
+    if (r.code === 0 && route.stdout.includes('default')) samples.push(t1 - t0);
+    else errors.push(`pasta (daemon mode) code ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
+    if (daemonPid > 0) {
+      try {
+        process.kill(daemonPid, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+      await waitFor(() => !existsSync(`/proc/${daemonPid}`), 2000, 20);
+    }
+    ctr.child.kill('SIGKILL');
+  }
+  return { samples, errors };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+export interface IperfResult {
+  gbps?: number;
+  bytes?: number;
+  /** Sender-side retransmits reported by iperf3 (the sender's TCP). */
+  senderRetransmits?: number;
+  error?: string;
+}
+
+export function parseIperf(text: string): IperfResult {
+  try {
+    const j = JSON.parse(text) as {
+      error?: string;
+      end?: { sum_received?: { bits_per_second: number; bytes: number }; sum_sent?: { retransmits?: number } };
+    };
+    if (j.error) return { error: j.error };
+    const recv = j.end?.sum_received;
+    if (!recv) return { error: 'no sum_received in iperf3 output' };
+    return { gbps: recv.bits_per_second / 1e9, bytes: recv.bytes, senderRetransmits: j.end?.sum_sent?.retransmits };
+  } catch {
+    return { error: `unparseable iperf3 output: ${text.trim().slice(0, 200)}` };
+  }
+}
+
+export function iperfArgv(host: string, port: number, seconds: number, reverse: boolean): string[] {
+  return ['iperf3', '-c', host, '-p', String(port), '-t', String(seconds), '-J', '--connect-timeout', '5000', ...(reverse ? ['-R'] : [])];
+}
+
+export interface LoadRow extends IperfResult {
+  cpuSeconds?: number;
+  cpuPerGB?: number;
+  /** Container TCP counter deltas over the row. */
+  container?: Record<string, number>;
+  /** `ss -tin` in the container halfway through. */
+  ss?: string;
+  rssMidMB?: number;
+}
+
+/**
+ * One iperf3 transfer with the stack's CPU time, the container's TCP counters and a mid-run
+ * `ss -ti` snapshot around it. `where` says which netns runs the client.
+ */
+export async function loadRow(
+  s: Session, where: 'container' | 'host', host: string, port: number, seconds: number, reverse: boolean,
+): Promise<LoadRow> {
+  const lab = s.container.lab;
+  const exec = (argv: string[]): Promise<RunResult> =>
+    where === 'container' ? s.container.exec(argv, { timeoutMs: (seconds + 40) * 1000 }) : lab.hostExec(argv, { timeoutMs: (seconds + 40) * 1000 });
+  const c0 = await tcpCounters(s.container);
+  const cpu0 = cpuSeconds(processTree(s.stack.pid));
+  let ss = '';
+  let rssMid = 0;
+  const probe = sleep((seconds * 1000) / 2).then(async () => {
+    rssMid = memoryMB(processTree(s.stack.pid)).rss;
+    const r = await s.container.exec(['ss', '-tin']);
+    ss = r.stdout
+      .split('\n')
+      .filter((l) => l.trim())
+      .slice(0, 12)
+      .join('\n')
+      .slice(0, 2000);
+  });
+  const r = await exec(iperfArgv(host, port, seconds, reverse));
+  await probe;
+  const cpu1 = cpuSeconds(processTree(s.stack.pid));
+  const c1 = await tcpCounters(s.container);
+  const res: LoadRow = parseIperf(r.stdout);
+  if (res.error && r.stderr.trim()) res.error += ` (${r.stderr.trim().slice(0, 200)})`;
+  res.cpuSeconds = cpu1 - cpu0;
+  if (res.bytes) res.cpuPerGB = res.cpuSeconds / (res.bytes / 1e9);
+  res.container = counterDelta(c0, c1);
+  res.ss = ss;
+  res.rssMidMB = rssMid;
+  return res;
+}
+
+/** An iperf3 server owned by the lab, in the container netns; resolves once it listens. */
+export async function containerIperfServer(s: Session): Promise<() => void> {
+  const child = s.container.lab.spawnTracked(`iperf3-ctr-${s.container.pid}`, [
+    'nsenter', '-t', String(s.container.pid), '-n', 'iperf3', '-s', '-p', String(BENCH_PORTS.containerIperf),
+  ]);
+  const ok = await waitFor(async () => (await s.container.exec(['ss', '-Hltn', `sport = :${BENCH_PORTS.containerIperf}`])).stdout.trim() !== '', 5000);
+  if (!ok) throw new Error('iperf3 server in the container did not start');
+  return () => child.kill('SIGKILL');
+}
+
+/** Lab-wide servers the bench needs beyond the lab's own: host-loopback iperf3, rr probes. */
+export async function startBenchServers(lab: Lab, rrBin: string): Promise<void> {
+  lab.spawnTracked('iperf3-hostlo', ['ip', 'netns', 'exec', lab.hostNs, 'iperf3', '-s', '-B', '127.0.0.1', '-p', String(BENCH_PORTS.hostLoopIperf)]);
+  lab.spawnTracked('rr-server', ['ip', 'netns', 'exec', lab.worldNs, rrBin, 'server-rr', NET.server, String(BENCH_PORTS.rr)]);
+  lab.spawnTracked('crr-server', ['ip', 'netns', 'exec', lab.worldNs, rrBin, 'server-crr', NET.server, String(BENCH_PORTS.crr)]);
+  const ok = await waitFor(async () => {
+    const h = await lab.hostExec(['ss', '-Hltn', `sport = :${BENCH_PORTS.hostLoopIperf}`]);
+    const w = await lab.worldExec(['ss', '-Hltn', `( sport = :${BENCH_PORTS.rr} or sport = :${BENCH_PORTS.crr} )`]);
+    return h.stdout.trim() !== '' && w.stdout.trim().split('\n').length >= 2;
+  }, 5000);
+  if (!ok) throw new Error(`bench servers did not start:\n${lab.dumpLogs()}`);
+}
+
+/** Compile bench/rr.c into the lab's temp dir. */
+export async function buildRr(lab: Lab): Promise<string> {
+  const out = join(lab.tmp, 'rr');
+  await runOk(['cc', '-O2', '-o', out, join(REPO, 'bench/rr.c')]);
+  chmodSync(out, 0o755);
+  return out;
+}
+
+export function median(xs: number[]): number | undefined {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1]! + v[m]!) / 2;
+}
