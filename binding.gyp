@@ -20,6 +20,13 @@
       "sources": ["native/agent.c"],
       "defines": ["_GNU_SOURCE"],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra"]
+    },
+    {
+      "target_name": "slipway-launcher",
+      "type": "executable",
+      "sources": ["native/launcher.c"],
+      "defines": ["_GNU_SOURCE"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra"]
     }
   ]
 }
