@@ -37,6 +37,15 @@
  *                   with partial checksums and TCP super-frames up to 64 KiB at any MTU.
  *   --configure     rtnetlink: lo up, address on the tap, tap up, default route via gateway.
  *                   Without it the tap is only created (left down), like slirp4netns.
+ *   --no-ipv4       with --configure: no IPv4 address or route (--address/--gateway not needed).
+ *   --ipv6 slaac|off  with --configure, before the tap goes up (sysctls of the tap, written
+ *                   through /proc/sys/net/ipv6/conf/IFNAME, which shows our netns):
+ *                   slaac: accept_ra=1, autoconf=1, accept_dad=0 — addresses come from slipway's
+ *                   router advertisements; DAD is off because slipway is the only other node on
+ *                   the link and never claims the guest's addresses, and it would delay the
+ *                   link-local address (and so the router solicitation) by a second or more.
+ *                   off: disable_ipv6=1.  A sysctl that cannot be written is not fatal: it is
+ *                   reported in the hello as "ipv6note".
  *
  * Then ONE message is sent on fd 3:
  *   {"ok":true,"ifindex":N,"mac":"xx:xx:xx:xx:xx:xx","mtu":N}   + tap fd (SCM_RIGHTS)
@@ -44,6 +53,9 @@
  *
  * Then requests, one flat JSON object per SEQPACKET message (strings and integers only):
  *   {"id":N,"op":"ping"}                                  -> {"id":N,"ok":true}
+ *   {"id":N,"op":"addr6"}  -> {"id":N,"ok":true,"global":"ADDR"|"","tentative":0|1}: the tap's
+ *        first global IPv6 address that is not tentative ("" when none yet), so slipway can wait
+ *        for SLAAC before signalling ready.
  *   {"id":N,"op":"socket","family":4|6,"type":"stream"|"dgram",
  *    "bind":"addr","bindPort":N,"connect":"addr","port":N}
  *        -> {"id":N,"ok":true} + fd   (SOCK_NONBLOCK|SOCK_CLOEXEC, made inside the netns;
@@ -294,7 +306,12 @@ struct opts {
   bool configure;
   const char *address; /* A.B.C.D/N */
   const char *gateway;
+  bool no_ipv4;
+  enum { IPV6_LEAVE, IPV6_SLAAC, IPV6_OFF } ipv6;
 };
+
+static int tap_ifindex = -1;
+static char ipv6_note[160];
 
 static void usage_fail(const char *what) { fail(EINVAL, "slipway-agent: %s", what); }
 
@@ -323,6 +340,13 @@ static void parse_args(int argc, char **argv, struct opts *o) {
     else if (!strcmp(a, "--configure")) o->configure = true;
     else if (!strcmp(a, "--address")) { NEEDV(); o->address = v; }
     else if (!strcmp(a, "--gateway")) { NEEDV(); o->gateway = v; }
+    else if (!strcmp(a, "--no-ipv4")) o->no_ipv4 = true;
+    else if (!strcmp(a, "--ipv6")) {
+      NEEDV();
+      if (!strcmp(v, "slaac")) o->ipv6 = IPV6_SLAAC;
+      else if (!strcmp(v, "off")) o->ipv6 = IPV6_OFF;
+      else fail(EINVAL, "--ipv6 must be slaac or off (got %s)", v);
+    }
     else fail(EINVAL, "slipway-agent: unknown argument %s", a);
 #undef NEEDV
   }
@@ -331,7 +355,7 @@ static void parse_args(int argc, char **argv, struct opts *o) {
   if (!o->ifname || !*o->ifname) usage_fail("--ifname is required");
   if (strlen(o->ifname) >= IFNAMSIZ) fail(EINVAL, "interface name %s is too long (max %d characters)", o->ifname, IFNAMSIZ - 1);
   if (o->mtu < 0) usage_fail("--mtu is required");
-  if (o->configure && (!o->address || !o->gateway)) usage_fail("--configure needs --address A.B.C.D/N and --gateway A.B.C.D");
+  if (o->configure && !o->no_ipv4 && (!o->address || !o->gateway)) usage_fail("--configure needs --address A.B.C.D/N and --gateway A.B.C.D");
 }
 
 static int parse_mac(const char *s, unsigned char m[6]) {
@@ -490,7 +514,40 @@ static void setup_link(const struct opts *o, struct link_info *li) {
   close(s);
 }
 
+/* Write an IPv6 sysctl of the tap; on failure remember why (the hello reports it). */
+static void ipv6_sysctl(const char *ifname, const char *name, const char *value) {
+  char path[128];
+  snprintf(path, sizeof path, "/proc/sys/net/ipv6/conf/%s/%s", ifname, name);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  int e = 0;
+  if (fd < 0) e = errno;
+  else {
+    if (write(fd, value, strlen(value)) < 0) e = errno;
+    close(fd);
+  }
+  if (e && !ipv6_note[0]) snprintf(ipv6_note, sizeof ipv6_note, "cannot write %s: %s", path, strerror(e));
+}
+
+static void configure_ipv6(const struct opts *o) {
+  if (o->ipv6 == IPV6_SLAAC) {
+    ipv6_sysctl(o->ifname, "disable_ipv6", "0");
+    ipv6_sysctl(o->ifname, "accept_ra", "1");
+    ipv6_sysctl(o->ifname, "autoconf", "1");
+    ipv6_sysctl(o->ifname, "accept_dad", "0");
+  } else if (o->ipv6 == IPV6_OFF) {
+    ipv6_sysctl(o->ifname, "disable_ipv6", "1");
+  }
+}
+
 static void configure(const struct opts *o, const struct link_info *li) {
+  int r;
+  int lo = (int)if_nametoindex("lo");
+  if (lo > 0 && (r = nl_link_up(lo)) < 0) fail(-r, "cannot bring lo up: %s", strerror(-r));
+  configure_ipv6(o);
+  if (o->no_ipv4) {
+    if ((r = nl_link_up(li->ifindex)) < 0) fail(-r, "cannot bring %s up: %s", o->ifname, strerror(-r));
+    return;
+  }
   char abuf[64];
   snprintf(abuf, sizeof abuf, "%s", o->address);
   char *slash = strchr(abuf, '/');
@@ -503,9 +560,6 @@ static void configure(const struct opts *o, const struct link_info *li) {
   if (inet_pton(AF_INET, abuf, &addr) != 1) fail(EINVAL, "invalid --address %s (want A.B.C.D/N)", o->address);
   if (inet_pton(AF_INET, o->gateway, &gw) != 1) fail(EINVAL, "invalid --gateway %s (want A.B.C.D)", o->gateway);
 
-  int r;
-  int lo = (int)if_nametoindex("lo");
-  if (lo > 0 && (r = nl_link_up(lo)) < 0) fail(-r, "cannot bring lo up: %s", strerror(-r));
   if ((r = nl_addr_add(li->ifindex, AF_INET, &addr, (int)prefix)) < 0)
     fail(-r, "cannot add address %s to %s: %s", o->address, o->ifname, strerror(-r));
   if ((r = nl_link_up(li->ifindex)) < 0) fail(-r, "cannot bring %s up: %s", o->ifname, strerror(-r));
@@ -514,7 +568,7 @@ static void configure(const struct opts *o, const struct link_info *li) {
     fail(-r, "cannot add default route via %s dev %s: %s%s", o->gateway, o->ifname, strerror(-r),
          r == -ENETUNREACH ? " (is the gateway inside the --address prefix?)" : "");
   }
-  /* IPv6: nl_addr_add(..., AF_INET6, ...) + nl_default_route(..., AF_INET6, ...) later. */
+  /* IPv6 addresses and the default route come from slipway's router advertisements (SLAAC). */
 }
 
 /* ---- request loop ------------------------------------------------------------------------ */
@@ -697,6 +751,63 @@ static void do_socket(const struct req *r) {
   close(s);
 }
 
+/* The tap's first global, non-tentative IPv6 address into out ("" when none); -errno on failure. */
+static int nl_global_addr6(char *out, size_t cap, bool *tentative) {
+  out[0] = 0;
+  *tentative = false;
+  if (nl_fd < 0) {
+    nl_fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (nl_fd < 0) return -errno;
+  }
+  struct { struct nlmsghdr nh; struct ifaddrmsg ifa; } req;
+  memset(&req, 0, sizeof req);
+  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifaddrmsg));
+  req.nh.nlmsg_type = RTM_GETADDR;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.nh.nlmsg_seq = ++nl_seq;
+  req.ifa.ifa_family = AF_INET6;
+  struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+  if (sendto(nl_fd, &req, req.nh.nlmsg_len, 0, (struct sockaddr *)&sa, sizeof sa) < 0) return -errno;
+  static char buf[16384];
+  for (;;) {
+    ssize_t n = recv(nl_fd, buf, sizeof buf, 0);
+    if (n < 0) { if (errno == EINTR) continue; return -errno; }
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_seq != req.nh.nlmsg_seq) continue;
+      if (h->nlmsg_type == NLMSG_DONE) return 0;
+      if (h->nlmsg_type == NLMSG_ERROR) return ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+      if (h->nlmsg_type != RTM_NEWADDR) continue;
+      struct ifaddrmsg *ifa = NLMSG_DATA(h);
+      if ((int)ifa->ifa_index != tap_ifindex || ifa->ifa_scope != RT_SCOPE_UNIVERSE || out[0]) continue;
+      unsigned flags = ifa->ifa_flags;
+      const void *addr = NULL;
+      int len = (int)IFA_PAYLOAD(h);
+      for (struct rtattr *a = IFA_RTA(ifa); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+        if (a->rta_type == IFA_ADDRESS && RTA_PAYLOAD(a) == 16) addr = RTA_DATA(a);
+        else if (a->rta_type == IFA_FLAGS && RTA_PAYLOAD(a) >= 4) memcpy(&flags, RTA_DATA(a), 4);
+      }
+      if (!addr) continue;
+      if (flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)) { *tentative = true; continue; }
+      inet_ntop(AF_INET6, addr, out, (socklen_t)cap);
+    }
+  }
+}
+
+static void do_addr6(const struct req *r) {
+  char addr[INET6_ADDRSTRLEN];
+  bool tentative;
+  int e = nl_global_addr6(addr, sizeof addr, &tentative);
+  if (e < 0) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "listing IPv6 addresses in the netns failed: %s", strerror(-e));
+    reply_err(r, -e, msg);
+    return;
+  }
+  char out[160];
+  snprintf(out, sizeof out, "{\"id\":%ld,\"ok\":true,\"global\":\"%s\",\"tentative\":%d}", r->id, addr, tentative ? 1 : 0);
+  send_msg(out, -1);
+}
+
 static int serve(void) {
   static char buf[4096];
   for (;;) {
@@ -725,6 +836,8 @@ static int serve(void) {
       char out[64];
       snprintf(out, sizeof out, "{\"id\":%ld,\"ok\":true}", r.id);
       send_msg(out, -1);
+    } else if (!strcmp(r.op, "addr6")) {
+      do_addr6(&r);
     } else if (!strcmp(r.op, "socket")) {
       do_socket(&r);
     } else {
@@ -741,12 +854,18 @@ static int agent_main(int argc, char **argv) {
   int tap = open_tap(&o, outer_uid);
   struct link_info li;
   setup_link(&o, &li);
+  tap_ifindex = li.ifindex;
   if (o.configure) configure(&o, &li);
   if (nl_fd >= 0) { close(nl_fd); nl_fd = -1; }
 
-  char out[160];
-  snprintf(out, sizeof out, "{\"ok\":true,\"ifindex\":%d,\"mac\":\"%02x:%02x:%02x:%02x:%02x:%02x\",\"mtu\":%d}",
+  char out[512];
+  snprintf(out, sizeof out, "{\"ok\":true,\"ifindex\":%d,\"mac\":\"%02x:%02x:%02x:%02x:%02x:%02x\",\"mtu\":%d",
            li.ifindex, li.mac[0], li.mac[1], li.mac[2], li.mac[3], li.mac[4], li.mac[5], li.mtu);
+  if (ipv6_note[0]) {
+    strcat(out, ",\"ipv6note\":");
+    json_str(out, sizeof out, ipv6_note);
+  }
+  strcat(out, "}");
   if (send_msg(out, tap) < 0) return 1;
   close(tap); /* slipway owns the tap now */
   return serve();

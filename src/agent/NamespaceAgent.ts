@@ -18,7 +18,8 @@ export interface AgentOptions {
   mtu: number;
   mac?: string;
   vnetHdr?: boolean;
-  configure?: { address: string; prefixLength: number; gateway: string };
+  /** Configure lo and the tap; without `address` (--ipv6-only) no IPv4 address or route is added. */
+  configure?: { address?: string; prefixLength?: number; gateway?: string; ipv6?: 'slaac' | 'off' };
   /** Run the agent as this uid/gid (needs privileges; e.g. root serving a user's container). */
   user?: { uid: number; gid: number };
   /** Setup timeout, default 10 000 ms. */
@@ -52,10 +53,13 @@ interface Reply {
   ifindex?: number;
   mac?: string;
   mtu?: number;
+  ipv6note?: string;
+  global?: string;
+  tentative?: number;
 }
 
 interface Pending {
-  resolve: (fd: number) => void;
+  resolve: (fd: number, reply: Reply) => void;
   reject: (e: Error) => void;
 }
 
@@ -75,7 +79,13 @@ export function agentArgs(opts: AgentOptions, ppid: number = process.pid): strin
   if (opts.vnetHdr) a.push('--vnet-hdr');
   if (opts.configure) {
     const c = opts.configure;
-    a.push('--configure', '--address', `${c.address}/${c.prefixLength}`, '--gateway', c.gateway);
+    a.push('--configure');
+    if (c.address !== undefined && c.gateway !== undefined) {
+      a.push('--address', `${c.address}/${c.prefixLength ?? 24}`, '--gateway', c.gateway);
+    } else {
+      a.push('--no-ipv4');
+    }
+    if (c.ipv6) a.push('--ipv6', c.ipv6);
   }
   return a;
 }
@@ -90,6 +100,8 @@ export class NamespaceAgent {
   readonly ifindex: number;
   readonly mac: string;
   readonly mtu: number;
+  /** Why IPv6 could not be set up as asked (a sysctl the agent could not write), if so. */
+  readonly ipv6Note: string | undefined;
   /**
    * Called once when the agent exits without stop() having been called. `why` is a
    * human-readable summary: "target process 123 exited" (with a {pid} target the agent watches
@@ -123,6 +135,7 @@ export class NamespaceAgent {
     this.ifindex = hello.ifindex ?? -1;
     this.mac = hello.mac ?? '';
     this.mtu = hello.mtu ?? 0;
+    this.ipv6Note = hello.ipv6note;
     this.exited = exited;
     void exited.then(({ code, signal }) => this.died(code, signal));
   }
@@ -238,6 +251,27 @@ export class NamespaceAgent {
     return this.request(id, msg);
   }
 
+  /** The tap's first global IPv6 address that is not tentative ('' when none yet). */
+  globalIpv6Address(): Promise<{ address: string; tentative: boolean }> {
+    if (this.dead || this.stopped) return Promise.reject(new AgentError('namespace agent is not running', 'ESRCH'));
+    const id = this.nextId++;
+    return this.requestReply(id, { id, op: 'addr6' }).then((r) => ({ address: r.global ?? '', tentative: r.tentative === 1 }));
+  }
+
+  /**
+   * Wait (bounded) until the tap has a global IPv6 address, polling every `intervalMs`.
+   * Resolves with the address, or '' when `timeoutMs` passed first.
+   */
+  async waitForGlobalIpv6(timeoutMs: number, intervalMs = 50): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { address } = await this.globalIpv6Address();
+      if (address) return address;
+      if (Date.now() >= deadline) return '';
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  }
+
   /** Liveness check: resolves when the agent answers. */
   ping(): Promise<void> {
     if (this.dead || this.stopped) return Promise.reject(new AgentError('namespace agent is not running', 'ESRCH'));
@@ -255,8 +289,19 @@ export class NamespaceAgent {
   }
 
   private request(id: number, msg: object): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+    return this.send(id, msg, (fd) => fd);
+  }
+
+  private requestReply(id: number, msg: object): Promise<Reply> {
+    return this.send(id, msg, (fd, reply) => {
+      if (fd >= 0) closeFd(fd);
+      return reply;
+    });
+  }
+
+  private send<T>(id: number, msg: object, pick: (fd: number, reply: Reply) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: (fd, reply) => resolve(pick(fd, reply)), reject });
       let sent: boolean;
       try {
         sent = this.channel.send(Buffer.from(JSON.stringify(msg)));
@@ -287,7 +332,7 @@ export class NamespaceAgent {
     }
     this.pending.delete(r.id as number);
     if (r.ok) {
-      p.resolve(fds.length > 0 ? fds[0]! : -1);
+      p.resolve(fds.length > 0 ? fds[0]! : -1, r);
       fds.slice(1).forEach(closeFd);
     } else {
       fds.forEach(closeFd);

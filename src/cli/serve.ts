@@ -30,13 +30,27 @@ function ringSlots(slotSize: number): number {
   return Math.max(32, Math.min(1024, Math.floor((4 << 20) / slotSize)));
 }
 
-/** Options parsed but not served yet fail loudly rather than being ignored. */
+/** Options parsed but not served yet fail loudly rather than being ignored (none left today). */
 function refuseUnsupported(plan: RunPlan): void {
-  const no = (what: string): never => {
-    throw new Error(`${what} is not supported yet by this version of slipway`);
-  };
-  if (!plan.stack.ipv4Enabled) no('--ipv6-only');
-  if (plan.outboundAddress6 !== undefined) no('--outbound-addr6');
+  void plan;
+}
+
+/** How long --configure waits for the guest's SLAAC address before signalling ready anyway. */
+const SLAAC_WAIT_MS = 5000;
+
+/** DNS search domains from the resolver file (last "search"/"domain" line), for RA and DHCPv6. */
+function searchDomains(plan: RunPlan): string[] {
+  if (plan.stack.dnsUpstreams) return [];
+  try {
+    let found: string[] = [];
+    for (const line of fs.readFileSync(plan.resolvConf, 'utf8').split('\n')) {
+      const m = /^\s*(search|domain)\s+(.+)$/.exec(line);
+      if (m) found = m[2].trim().split(/\s+/).filter((d) => /^[A-Za-z0-9.-]{1,253}$/.test(d)).slice(0, 6);
+    }
+    return found;
+  } catch {
+    return [];
+  }
 }
 
 /** Resolve the DNS upstreams: the flags, else the resolver file's nameservers. */
@@ -82,7 +96,10 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
       mtu: config.mtu,
       mac: config.guestMac ? formatMac(config.guestMac) : undefined,
       configure: plan.configure
-        ? { address: formatIpv4(v4.guest), prefixLength: v4.prefixLength, gateway: formatIpv4(v4.gateway) }
+        ? {
+          ...(config.ipv4Enabled ? { address: formatIpv4(v4.guest), prefixLength: v4.prefixLength, gateway: formatIpv4(v4.gateway) } : {}),
+          ipv6: config.ipv6 ? 'slaac' : 'off',
+        }
         : undefined,
     });
   } catch (e) {
@@ -90,7 +107,9 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     throw e;
   }
 
-  const dns = upstreams.length > 0 && !config.disableDns ? new DnsForwarder({ upstreams, log, bindAddress: plan.outboundAddress ? { v4: plan.outboundAddress } : undefined }) : null;
+  if (agent.ipv6Note) log.warn({ note: agent.ipv6Note }, 'IPv6 set-up of the tap was incomplete (SLAAC may be slower)');
+  const bindAddress = plan.outboundAddress || plan.outboundAddress6 ? { v4: plan.outboundAddress, v6: plan.outboundAddress6 } : undefined;
+  const dns = upstreams.length > 0 && !config.disableDns ? new DnsForwarder({ upstreams, log, bindAddress }) : null;
   let tap: TapHandle | null = null;
   const stack = new Stack({
     config,
@@ -99,10 +118,13 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     pingFactory: (family, onReply) => new PingSocket(family, onReply),
     dns,
     outboundAddress: plan.outboundAddress,
+    outboundAddress6: plan.outboundAddress6,
+    dnsSearch: searchDomains(plan),
   });
   const slotSize = config.mtu + 14;
   const slots = ringSlots(slotSize);
   tap = new Tap(agent.tapFd, slotSize, slots, (n) => stack.onFrames(tap!.ring, slotSize, tap!.lengths, n));
+  stack.start();
 
   const forwarder = new PortForwarder({
     agent,
@@ -211,13 +233,25 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     }
   }
 
+  // With --configure, the guest's IPv6 address comes from our RA (SLAAC): wait for it, bounded.
+  let slaac: string | undefined;
+  if (plan.configure && config.ipv6) {
+    try {
+      slaac = await agent.waitForGlobalIpv6(SLAAC_WAIT_MS);
+      if (!slaac) log.warn({ waitedMs: SLAAC_WAIT_MS }, 'the guest has no global IPv6 address yet (SLAAC); signalling ready anyway');
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'cannot check the guest\'s IPv6 address');
+    }
+  }
+
   log.info(
     {
       targetPid: 'pid' in target ? target.pid : undefined,
       netns: 'netnsPath' in target ? target.netnsPath : undefined,
       ifname: plan.ifname,
       mtu: config.mtu,
-      configured: plan.configure ? `${formatIpv4(v4.guest)}/${v4.prefixLength} via ${formatIpv4(v4.gateway)}` : false,
+      configured: plan.configure && config.ipv4Enabled ? `${formatIpv4(v4.guest)}/${v4.prefixLength} via ${formatIpv4(v4.gateway)}` : false,
+      ipv6: config.ipv6 ? { prefix: `${config.ipv6.prefix}/64`, gateway: config.ipv6.gateway, dns: config.ipv6.dns, slaac } : 'off',
       dns: dns ? upstreams.map((u) => `${u.address}:${u.port}`) : 'off',
       hostLoopback: !config.disableHostLoopback,
     },
