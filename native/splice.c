@@ -407,12 +407,11 @@ static void connwatch_on_poll(sw_handle *h, int status, int events) {
   (void)events;
   if (c->fired) return;
   c->fired = true;
+  /* libuv reports POLLERR as UV_EBADF: the socket's own error says what happened */
   int err = 0;
-  if (status < 0) err = -status;
-  else {
-    socklen_t sl = sizeof err;
-    if (getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0) err = errno;
-  }
+  socklen_t sl = sizeof err;
+  if (getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0) err = errno;
+  if (!err && status < 0) err = -status;
   sw_handle_stop(h);
   napi_env env = h->env;
   napi_handle_scope scope;
