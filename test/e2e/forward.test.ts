@@ -8,6 +8,7 @@ import { HOST_LOOPBACK_BODY, WORLD_HTTP_BODY } from '../lab/data.js';
 import { GUEST, REPO, type Container, type Lab, type Stack } from '../lab/lab.js';
 import { skipReason, slipwayOnly, STACK, titled, useLab } from '../lab/scenario.js';
 import { waitFor } from '../lab/exec.js';
+import { containerServers } from '../lab/container-servers.js';
 
 const MIB = 1024 * 1024;
 const BYTES = Number(process.env.SLIPWAY_E2E_BULK_MIB ?? 256) * MIB;
@@ -29,14 +30,6 @@ function lastJson<T>(stdout: string, what: string): T {
   } catch {
     throw new Error(`${what} gave no result:\n${stdout}`);
   }
-}
-
-/** Start the lab's servers inside the container netns: world servers on ADDR, or an HTTP server on loopback. */
-export async function containerServers(lab: Lab, ctr: Container, args: string[]): Promise<void> {
-  const name = `ctr-servers-${args.join('-')}`;
-  const child = lab.spawnTracked(name, ['nsenter', '-t', String(ctr.pid), '-n', process.execPath, '--import', 'tsx', join(REPO, 'test/lab/servers.ts'), ...args]);
-  const ok = await waitFor(() => (lab.logs.get(name)?.text() ?? '').includes('READY') || child.exitCode !== null, 15_000);
-  if (!ok || child.exitCode !== null) throw new Error(`container servers did not start:\n${lab.logs.get(name)?.text()}`);
 }
 
 /** The lab's bulk client (tcp-client.ts) run in the host netns against a host port. */
