@@ -168,9 +168,13 @@ static void parse_slirp_args(int argc, char **argv, struct target *t) {
   if (bail) { t->sandbox = t->seccomp = false; return; } /* Node prints help/version/usage */
   if (optind >= argc) { t->sandbox = t->seccomp = false; return; }
   const char *first = argv[optind];
+  /* A target the front end will reject: let Node (outside any sandbox) say why. The sandbox
+   * hides these paths from Node, so they are checked here, before it is built. */
+  if (t->userns_path && access(t->userns_path, F_OK) < 0) { t->sandbox = t->seccomp = false; return; }
   if (!strcmp(netns_type, "path")) {
     t->by_path = true;
     t->path = first;
+    if (access(first, F_OK) < 0) { t->sandbox = t->seccomp = false; return; }
   } else {
     char *end = NULL;
     errno = 0;

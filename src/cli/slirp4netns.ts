@@ -13,6 +13,7 @@
  *                         [ADDR6]:PORT); default: the nameservers of SLIPWAY_RESOLV_CONF.
  *   SLIPWAY_RESOLV_CONF   resolver file to read upstreams from (default /etc/resolv.conf).
  *   SLIPWAY_LOG_LEVEL     fatal|error|warn|info|debug|trace|silent (default info), on stderr.
+ *   SLIPWAY_FORWARD_MODE  splice (default) | tap: how API port forwards reach the container.
  *
  * --enable-sandbox and --enable-seccomp are carried out by the native launcher before Node
  * starts (see native/launcher.c and src/cli/sandbox.ts); this file checks that it did.
@@ -26,7 +27,7 @@ import ipaddr from 'ipaddr.js';
 import { DEFAULT_GATEWAY_MAC, planIpv4, planIpv6 } from '../config.js';
 import { LOG_LEVELS } from '../log.js';
 import { parseUpstream, type RunPlan } from './options.js';
-import { checkConfinement } from './sandbox.js';
+import { checkConfinement, launcherState } from './sandbox.js';
 
 export const SLIRP4NETNS_DEFAULT_MTU = 1500;
 export const SLIRP4NETNS_MAX_MTU = 65521;
@@ -220,7 +221,7 @@ export function checkSlirpCidr(cidr: string): string | null {
 }
 
 /** Parse a slirp4netns command line (without argv0). Never throws; never touches the network. */
-export function parseSlirp4netnsArgs(argv: string[], argv0 = 'slirp4netns'): ParseResult {
+export function parseSlirp4netnsArgs(argv: string[], argv0 = 'slirp4netns', exists: (path: string) => boolean = existsSync): ParseResult {
   let parsed;
   try {
     parsed = getopt(argv, argv0);
@@ -284,7 +285,7 @@ export function parseSlirp4netnsArgs(argv: string[], argv0 = 'slirp4netns'): Par
         o.netnsType = v;
         break;
       case 'userns-path':
-        if (!existsSync(v)) return err(`userns path doesn't exist: ${v}`);
+        if (!exists(v)) return err(`userns path doesn't exist: ${v}`);
         o.usernsPath = v;
         break;
       case 'create-sandbox':
@@ -332,7 +333,7 @@ export function parseSlirp4netnsArgs(argv: string[], argv0 = 'slirp4netns'): Par
     if (pid === null || pid <= 0) return err('PID must be a positive integer');
     target = { pid };
   } else {
-    if (!existsSync(pos[0]!)) return err('existing path expected when --netns-type=path: No such file or directory');
+    if (!exists(pos[0]!)) return err('existing path expected when --netns-type=path: No such file or directory');
     target = { netnsPath: pos[0]! };
   }
   if (o.usernsPath !== undefined && netnsType === 'pid') {
@@ -386,6 +387,17 @@ export function upstreamsFromEnv(env: NodeJS.ProcessEnv): { address: string; por
     });
 }
 
+/**
+ * How API port forwards reach the container: `splice` (default; sockets made inside the netns,
+ * zero-copy) or `tap` (through slipway's TCP over the tap, the peer seen as 10.0.2.2, exactly as
+ * with slirp4netns), from SLIPWAY_FORWARD_MODE.
+ */
+export function forwardModeFromEnv(env: NodeJS.ProcessEnv): RunPlan['forwardMode'] {
+  const v = env['SLIPWAY_FORWARD_MODE'] || 'splice';
+  if (v !== 'splice' && v !== 'tap') throw new Error(`SLIPWAY_FORWARD_MODE must be splice or tap (got ${v})`);
+  return v;
+}
+
 /** Map checked slirp4netns options onto slipway's RunPlan. Throws Error with a user message. */
 export function toRunPlan(o: Slirp4netnsOptions, env: NodeJS.ProcessEnv = process.env, list: InterfaceLister = networkInterfaces): RunPlan {
   const ipv4 = planIpv4(o.cidr);
@@ -416,7 +428,7 @@ export function toRunPlan(o: Slirp4netnsOptions, env: NodeJS.ProcessEnv = proces
     exitFd: o.exitFd,
     logLevel,
     publish: [],
-    forwardMode: 'splice',
+    forwardMode: forwardModeFromEnv(env),
     apiSocket: o.apiSocket,
     outboundAddress: o.outboundAddr !== undefined ? resolveOutbound(o.outboundAddr, 4, list) : undefined,
     outboundAddress6: o.outboundAddr6 !== undefined ? resolveOutbound(o.outboundAddr6, 6, list) : undefined,
@@ -445,7 +457,9 @@ export function packageCommit(pkgDir: URL): string {
 export async function main(argv: string[], argv0: string, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const pkgDir = new URL('../../', import.meta.url);
   const pkg = JSON.parse(readFileSync(new URL('package.json', pkgDir), 'utf8')) as { version: string };
-  const r = parseSlirp4netnsArgs(argv, argv0);
+  // Inside the sandbox the target paths are not visible: the launcher checked them before.
+  const sandboxed = launcherState(env).sandbox;
+  const r = parseSlirp4netnsArgs(argv, argv0, sandboxed ? () => true : existsSync);
   if (r.kind === 'help') {
     process.stdout.write(usageText(argv0));
     return 0;
