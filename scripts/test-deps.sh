@@ -6,11 +6,15 @@
 set -euo pipefail
 
 # command -> package. dnsmasq-base (NOT dnsmasq, which would start a system service).
+# Podman end-to-end tests (test/e2e/podman.test.ts): rootless podman 4.3 needs runc (crun rejects
+# the hybrid cgroup layout) and newuidmap/newgidmap (uidmap); its containers' root filesystem is
+# built from busybox-static (a static busybox; it also satisfies udhcpc). ~15 s of CI install time.
 declare -A PKG=(
   [ip]=iproute2 [ss]=iproute2 [unshare]=util-linux [setpriv]=util-linux [nsenter]=util-linux
-  [iperf3]=iperf3 [dig]=dnsutils [udhcpc]=udhcpc [busybox]=busybox [slirp4netns]=slirp4netns
+  [iperf3]=iperf3 [dig]=dnsutils [udhcpc]=udhcpc [busybox]=busybox-static [slirp4netns]=slirp4netns
   [pasta]=passt [socat]=socat [tcpdump]=tcpdump [dnsmasq]=dnsmasq-base [ping]=iputils-ping
   [curl]=curl [python3]=python3 [make]=make [g++]=g++ [gcc]=gcc [ps]=procps
+  [podman]=podman [runc]=runc [newuidmap]=uidmap [newgidmap]=uidmap
 )
 # Build essentials are checked as a package too (headers, libc-dev).
 EXTRA_PKGS=(build-essential)
