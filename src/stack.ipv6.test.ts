@@ -93,6 +93,7 @@ describe('Stack over IPv6', () => {
     expect((f[p.upperOff + 4] << 8) | f[p.upperOff + 5]).toBe(0x4242);
     expect(new TextDecoder().decode(f.subarray(p.upperOff + 8))).toBe('ping6-payload');
     expect(formatIpv6(f, p.srcOff)).toBe('fd00::2');
+    expect(stack.guestAddress6()).toBe('fd00::100');
     stack.close();
   });
 
@@ -172,6 +173,21 @@ describe('Stack over IPv6', () => {
     expect(d['udp-checksum']).toBe(1);
     expect(d['ipv6-source']).toBe(1);
     expect(d['fragment-pending']).toBe(1);
+    stack.close();
+  });
+
+  it('survives a tap that refuses writes (guest has it down: EIO) when sending its first RA', () => {
+    const config: StackConfig = {
+      ipv4: planIpv4('10.0.2.0/24'), ipv6: planIpv6('fd00::/64'), ipv4Enabled: true, mtu: 1500, guestMac: null,
+      gatewayMac: DEFAULT_GATEWAY_MAC, disableHostLoopback: false, dnsUpstreams: [], disableDns: false,
+    };
+    const eio = (): boolean => {
+      throw Object.assign(new Error('writev: Input/output error'), { code: 'EIO' });
+    };
+    const stack = new Stack({ config, writer: { write: eio, writev: eio }, log: silentLogger(), pingFactory: null, dns: null });
+    expect(() => stack.start()).not.toThrow();
+    expect(stack.sink.writeErrors).toBe(1);
+    expect(stack.sink.lastWriteError).toBe('EIO');
     stack.close();
   });
 

@@ -253,6 +253,17 @@ export class Stack {
     this.ra?.start();
   }
 
+  /**
+   * The guest's IPv6 address in our prefix (SLAAC), as last seen in its traffic, or null before
+   * it has used one. For inbound forwards that must address the guest over the tap.
+   */
+  guestAddress6(): string | null {
+    const v6 = this.v6;
+    if (!v6) return null;
+    const a = this.neighbours.latest6((x) => inPrefix64(x, 0, v6.prefix));
+    return a ? formatIpv6(a) : null;
+  }
+
   /** Whether NDP/ICMPv6 should answer for the 16 bytes at a[off]: gateway, DNS (unless disabled), router. */
   isVirtualHost6(a: Uint8Array, off: number): boolean {
     const v6 = this.v6;
@@ -739,7 +750,7 @@ export class Stack {
   /** Counters for logs and the API. */
   stats(): object {
     return {
-      frames: { rx: this.counters.rxFrames, rxBytes: this.counters.rxBytes, tx: this.sink.sent, txDropped: this.sink.dropped },
+      frames: { rx: this.counters.rxFrames, rxBytes: this.counters.rxBytes, tx: this.sink.sent, txDropped: this.sink.dropped, txErrors: this.sink.writeErrors, lastTxError: this.sink.lastWriteError },
       drops: { total: this.counters.droppedTotal, ...this.counters.drops },
       fragments: { completed: this.reassembler.completed, inProgress: this.reassembler.inProgress, ...this.reassembler.drops },
       tcp: this.tcp.stats(),

@@ -38,6 +38,12 @@ export class NeighbourTable {
     this.last = mac;
   }
 
+  /** The most recently learned IPv6 address (16 bytes) that `accept` likes, or null. */
+  latest6(accept: (addr: Uint8Array) => boolean): Uint8Array | null {
+    for (let i = this.v6.length - 1; i >= 0; i--) if (accept(this.v6[i].addr)) return this.v6[i].addr;
+    return null;
+  }
+
   lookup6(addr: Uint8Array, off: number): Uint8Array | null {
     return this.find6(addr, off)?.mac ?? this.last;
   }

@@ -54,16 +54,33 @@ export class FrameSink {
 
   private put(hdrLen: number, payload: Uint8Array | null, off: number, len: number): boolean {
     let ok: boolean;
-    if (payload && len > 0) {
-      this.parts[0] = this.hdrView(hdrLen);
-      this.parts[1] = payload.subarray(off, off + len);
-      ok = this.writer.writev(this.parts);
-    } else {
-      ok = this.writer.write(this.hdrView(hdrLen));
+    try {
+      if (payload && len > 0) {
+        this.parts[0] = this.hdrView(hdrLen);
+        this.parts[1] = payload.subarray(off, off + len);
+        ok = this.writer.writev(this.parts);
+      } else {
+        ok = this.writer.write(this.hdrView(hdrLen));
+      }
+    } catch (e) {
+      // EIO while the guest has the tap down (e.g. an RA before it is configured): a lost
+      // frame, as on a real link, never a crash.
+      this.writeError(e);
+      return false;
     }
     if (ok) this.sent++;
     else this.dropped++;
     return ok;
+  }
+
+  /** Frames lost to write errors (tap down: EIO), and the last such error's code. */
+  writeErrors = 0;
+  lastWriteError: string | null = null;
+
+  private writeError(e: unknown): void {
+    this.dropped++;
+    this.writeErrors++;
+    this.lastWriteError = (e as NodeJS.ErrnoException).code ?? String(e);
   }
 
   /** Ethernet + IPv4 header for a frame to `dst`; false when the guest MAC is unknown. */
@@ -183,7 +200,13 @@ export class FrameSink {
 
   /** A complete frame built by the caller (ARP replies, DHCP). */
   raw(frame: Uint8Array): boolean {
-    const ok = this.writer.write(frame);
+    let ok: boolean;
+    try {
+      ok = this.writer.write(frame);
+    } catch (e) {
+      this.writeError(e);
+      return false;
+    }
     if (ok) this.sent++;
     else this.dropped++;
     return ok;
