@@ -478,7 +478,7 @@ export class Stack {
     if (walked) return this.drop(walked);
     if (ip.totalLength > this.config.mtu) {
       // The guest's link MTU is larger than ours: tell it ours, as a router on the path would.
-      if (!unspecified && !ip.dstIsMulticast) {
+      if (!unspecified && !ip.dstIsMulticast && !isIcmp6ErrorPacket(ip)) {
         this.icmp6Error(ICMP6_PACKET_TOO_BIG, 0, this.config.mtu, buf, off, ip.totalLength, buf, s);
         this.counters6.packetTooBig++;
       }
@@ -527,7 +527,7 @@ export class Stack {
       }
       if (isSpecialDestination(b, d)) return this.drop('ipv6-destination');
       if (ip.hopLimit <= 1) {
-        this.icmp6Error(ICMP6_TIME_EXCEEDED, 0, 0, b, ip.off, ip.totalLength, b, ip.srcOff);
+        if (!isIcmp6ErrorPacket(ip)) this.icmp6Error(ICMP6_TIME_EXCEEDED, 0, 0, b, ip.off, ip.totalLength, b, ip.srcOff);
         return this.drop('ttl');
       }
     }
@@ -770,6 +770,11 @@ export class Stack {
         : null,
     };
   }
+}
+
+/** RFC 4443 §2.4(e): never answer an ICMPv6 error with an error. */
+function isIcmp6ErrorPacket(ip: Ipv6Packet): boolean {
+  return ip.upperProto === NH_ICMPV6 && ip.upperLen > 0 && !ip.isFragment && ip.buf[ip.upperOff] < 128;
 }
 
 /** Destinations no host socket should be asked to reach: unspecified, loopback, IPv4-mapped/compatible. */

@@ -197,6 +197,25 @@ describe.skipIf(!!reason)(titled('IPv6 with --disable-host-loopback and --ipv6-o
     });
   });
 
+  describe('--ipv4-only', () => {
+    let ctr: Container;
+    let stack: Stack;
+    beforeAll(async () => {
+      ctr = await lab().createContainer();
+      stack = await lab().startStack('slipway', ctr, { configure: true, extraArgs: ['--ipv4-only'] });
+    });
+    afterAll(async () => {
+      await stack?.stop();
+    });
+
+    it('leaves IPv6 off on the tap and still serves IPv4', async () => {
+      const v6 = await ctr.exec(['ip', '-6', '-o', 'addr', 'show', 'dev', 'tap0']);
+      expect(v6.stdout.trim(), stack.describe()).toBe('');
+      const r = await ctr.exec(['curl', '-sS', '--max-time', '10', `http://${NET.server}/`]);
+      expect(r.stdout, r.stderr).toBe(WORLD_HTTP_BODY);
+    });
+  });
+
   describe('--ipv6-only', () => {
     let ctr: Container;
     let stack: Stack;
