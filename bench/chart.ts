@@ -33,7 +33,7 @@ export function renderChart(res: CompareResult): string {
   const color = (s: string, i: number): string => COLORS[s] ?? FALLBACK[i % FALLBACK.length]!;
   const cols = 4;
   const pw = 290;
-  const ph = 200;
+  const ph = 212;
   const gap = 14;
   const top = 118;
   const left = 16;
@@ -66,9 +66,14 @@ export function renderChart(res: CompareResult): string {
 
   // integrity line
   const integ = res.runs
-    .map((r) => `MTU ${r.mtu}: ${r.stacks.map((s) => `${s.stack} ${fmtValue(res.metrics.find((x) => x.id === 'integrity')!, s.metrics.integrity)}`).join(', ')}`)
+    .map((r) => `MTU ${r.mtu}: ${r.stacks.map((s) => {
+      const v = s.metrics.integrity;
+      const t = fmtValue(res.metrics.find((x) => x.id === 'integrity')!, v);
+      return `${s.stack} ${t}${v?.value === undefined && v?.error ? ` (${v.error.slice(0, 40)})` : ''}`;
+    }).join(', ')}`)
     .join(' · ');
-  o.push(`<text x="${left}" y="${H - 18}" font-size="12.5" fill="#333">${esc(`data integrity (sha256 of 128 MiB up and down equal): ${integ}`)}</text>`);
+  const mib = res.integrityBytes ? `${res.integrityBytes / 1048576} MiB` : 'a large transfer';
+  o.push(`<text x="${left}" y="${H - 18}" font-size="12" fill="#333">${esc(`data integrity (sha256 of ${mib} up and down equal): ${integ}`)}</text>`);
   o.push('</svg>');
   return o.join('\n') + '\n';
 }
@@ -82,7 +87,7 @@ function panel(
   o.push(`<text x="${x0 + 8}" y="${y0 + 17}" font-size="12.5" font-weight="bold" fill="#111">${esc(met.label)}</text>`);
   o.push(`<text x="${x0 + 8}" y="${y0 + 32}" font-size="11" fill="#666">${esc(`${met.unit}, ${met.better} is better`)}</text>`);
   const plotTop = y0 + 52;
-  const plotBottom = y0 + ph - 38;
+  const plotBottom = y0 + ph - 50;
   const plotH = plotBottom - plotTop;
   const values = res.runs.flatMap((r) => r.stacks.map((s) => s.metrics[met.id]?.value).filter((v): v is number => v !== undefined));
   const vmax = niceMax(Math.max(0, ...values));
@@ -112,10 +117,22 @@ function panel(
     });
     o.push(`<text x="${gx + gw / 2}" y="${plotBottom + 14}" font-size="10.5" fill="#444" text-anchor="middle">MTU ${run.mtu}</text>`);
     const rat = run.ratios[met.id];
-    if (rat?.ratio !== undefined || rat?.met !== undefined) {
-      const txt = rat.ratio !== undefined ? `×${rat.ratio.toFixed(2)}` : rat.met ? 'goal met' : 'goal missed';
-      const fill = rat.met === undefined ? '#444' : rat.met ? '#15803d' : '#b91c1c';
-      o.push(`<text x="${gx + gw / 2}" y="${plotBottom + 29}" font-size="11" font-weight="bold" fill="${fill}" text-anchor="middle">${esc(txt)}</text>`);
+    const good = '#15803d';
+    const bad = '#b91c1c';
+    if (met.absTarget !== undefined) {
+      // Absolute goal (launch time, RSS, retransmits): show it met or not, ratio in grey.
+      if (rat?.met !== undefined) {
+        const goal = `${rat.met ? '✓' : '✗'} goal ${met.better === 'higher' ? '≥' : '≤'} ${met.absTarget}`;
+        o.push(`<text x="${gx + gw / 2}" y="${plotBottom + 28}" font-size="10.5" font-weight="bold" fill="${rat.met ? good : bad}" text-anchor="middle">${esc(goal)}</text>`);
+      }
+      if (rat?.ratio !== undefined) {
+        o.push(`<text x="${gx + gw / 2}" y="${plotBottom + 41}" font-size="10" fill="#666" text-anchor="middle">${esc(`×${rat.ratio.toFixed(2)} vs ${rat.best}`)}</text>`);
+      }
+    } else if (rat?.ratio !== undefined) {
+      const fill = rat.met === undefined ? '#444' : rat.met ? good : bad;
+      const goal = met.ratioTarget !== undefined ? ` (goal ${met.better === 'higher' ? '≥' : '≤'}${met.ratioTarget})` : '';
+      o.push(`<text x="${gx + gw / 2}" y="${plotBottom + 28}" font-size="11" font-weight="bold" fill="${fill}" text-anchor="middle">${esc(`×${rat.ratio.toFixed(2)}`)}</text>`);
+      o.push(`<text x="${gx + gw / 2}" y="${plotBottom + 41}" font-size="9.5" fill="#666" text-anchor="middle">${esc(`vs ${rat.best}${goal}`)}</text>`);
     }
   });
   return o.join('\n');

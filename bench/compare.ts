@@ -124,6 +124,12 @@ async function mainSession(lab: Lab, kind: StackKind, mtu: number): Promise<Sess
   }
 }
 
+/** The line of a failed node script's stderr that says what went wrong. */
+function errLine(text: string): string {
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  return (lines.find((l) => /^(\w*Error|tcp-client):/.test(l)) ?? lines[0] ?? '').slice(0, 200);
+}
+
 function parseJsonLine(text: string): Record<string, number | string> | undefined {
   const line = text.trim().split('\n').reverse().find((l) => l.startsWith('{'));
   if (!line) return undefined;
@@ -195,6 +201,7 @@ async function benchRound(lab: Lab, kind: StackKind, mtu: number, rrBin: string)
     if (retx.every(Boolean)) {
       set('retx_up', retx.reduce((n, c) => n + (c!['Tcp.RetransSegs'] ?? 0), 0));
       set('rto_up', retx.reduce((n, c) => n + (c!['TcpExt.TCPTimeouts'] ?? 0), 0));
+      set('drops_up', retx.reduce((n, c) => n + (c!['link.txDropped'] ?? 0), 0));
     }
 
     // Inbound forward and its reverse.
@@ -251,7 +258,7 @@ async function benchRound(lab: Lab, kind: StackKind, mtu: number, rrBin: string)
       if (!uj || !dj) {
         const which = [!uj ? 'upload' : '', !dj ? 'download' : ''].filter(Boolean).join(' and ');
         const timedOut = /timeout after/.test(up.stderr + dn.stderr);
-        set('integrity', undefined, `${which} ${timedOut ? `did not finish in ${INTEGRITY_TIMEOUT_MS / 1000} s` : `failed: ${(up.stderr + dn.stderr).trim().slice(0, 200)}`}`);
+        set('integrity', undefined, `${which} ${timedOut ? `did not finish in ${INTEGRITY_TIMEOUT_MS / 1000} s` : `failed: ${errLine(up.stderr + dn.stderr)}`}`);
       }
       else set('integrity', upOk && dnOk ? 1 : 0);
       alive('integrity');
@@ -343,6 +350,7 @@ async function main(): Promise<number> {
     quick: QUICK,
     seconds: SECONDS,
     repeat: REPEAT,
+    integrityBytes: INTEGRITY_BYTES,
     machine: machine(),
     versions: await versions(),
     metrics: METRICS,

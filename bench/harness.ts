@@ -65,8 +65,22 @@ export function memoryMB(pids: number[]): { rss: number; hwm: number } {
 
 /** TCP counters of the container netns (/proc/net is per netns of the reader). */
 export async function tcpCounters(ctr: Container): Promise<Record<string, number>> {
-  const r = await ctr.exec(['cat', '/proc/net/snmp', '/proc/net/netstat']);
+  const [r, l] = await Promise.all([ctr.exec(['cat', '/proc/net/snmp', '/proc/net/netstat']), ctr.exec(['ip', '-j', '-s', 'link', 'show'])]);
   const out: Record<string, number> = {};
+  // Frames the container sent that its tap queue dropped because the stack did not read them in
+  // time (tx side of the container's interface), and the reverse.
+  try {
+    const links = JSON.parse(l.stdout) as { ifname: string; stats64?: { tx: { dropped: number }; rx: { dropped: number } } }[];
+    out['link.txDropped'] = 0;
+    out['link.rxDropped'] = 0;
+    for (const k of links) {
+      if (k.ifname === 'lo' || !k.stats64) continue;
+      out['link.txDropped'] += k.stats64.tx.dropped;
+      out['link.rxDropped'] += k.stats64.rx.dropped;
+    }
+  } catch {
+    /* no ip -j */
+  }
   const lines = r.stdout.split('\n');
   for (let i = 0; i + 1 < lines.length; i++) {
     const a = lines[i]!.split(/\s+/);
@@ -80,7 +94,7 @@ export async function tcpCounters(ctr: Container): Promise<Record<string, number
   return out;
 }
 
-export const RETX_KEYS = ['Tcp.RetransSegs', 'TcpExt.TCPTimeouts', 'TcpExt.TCPLossProbes', 'TcpExt.TCPFastRetrans', 'TcpExt.TCPSackRecovery', 'TcpExt.TCPLostRetransmit'];
+export const RETX_KEYS = ['link.txDropped', 'link.rxDropped', 'Tcp.RetransSegs', 'TcpExt.TCPTimeouts', 'TcpExt.TCPLossProbes', 'TcpExt.TCPFastRetrans', 'TcpExt.TCPSackRecovery', 'TcpExt.TCPLostRetransmit'];
 
 export function counterDelta(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
   const d: Record<string, number> = {};

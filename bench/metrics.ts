@@ -30,6 +30,7 @@ export const METRICS: MetricDef[] = [
   { id: 'rss_after', label: 'RSS after load', unit: 'MB', better: 'lower', absTarget: 64, digits: 1 },
   { id: 'ready_ms', label: 'launch → ready', unit: 'ms', better: 'lower', absTarget: 150, digits: 0 },
   { id: 'retx_up', label: 'container retransmits, uploads (segs)', unit: 'segs', better: 'lower', absTarget: 0, digits: 0 },
+  { id: 'drops_up', label: 'tap drops, uploads (frames)', unit: 'frames', better: 'lower', absTarget: 0, digits: 0 },
   { id: 'rto_up', label: 'container RTO timeouts, uploads', unit: 'count', better: 'lower', absTarget: 0, digits: 0 },
   { id: 'integrity', label: 'integrity: sha256 up+down equal', unit: 'ok', better: 'higher', absTarget: 1, digits: 0 },
 ];
@@ -57,6 +58,8 @@ export interface CompareResult {
   quick: boolean;
   seconds: number;
   repeat: number;
+  /** Bytes each way in the integrity check. */
+  integrityBytes?: number;
   machine: { nproc: number; model: string; kernel: string; node: string };
   versions: Record<string, string>;
   metrics: MetricDef[];

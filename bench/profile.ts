@@ -1,0 +1,82 @@
+// Profile slipway on the iperf3 paths, in the lab: for each MTU and each path (upload → world,
+// download ← world), a fresh slipway runs with `node --cpu-prof` (and --perf-basic-prof, so
+// `perf record` of the same process resolves JIT frames), one iperf3 transfer runs, slipway is
+// stopped with SIGTERM (which writes the .cpuprofile), and the top functions by self time are
+// printed (bench/cpuprofile.ts). Raw files stay in bench/results/profile-<date>/.
+//
+//   npx tsx bench/profile.ts [--seconds 8] [--mtu 1500] [--path upload|download] [--no-perf]
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Lab, NET, PORTS, REPO } from '../test/lab/lab.js';
+import { run, sleep, which } from '../test/lab/exec.js';
+import { endSession, launch, loadRow, unprivDir } from './harness.js';
+import { summarize } from './cpuprofile.js';
+
+const { values: a } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '8' },
+    mtu: { type: 'string', multiple: true },
+    path: { type: 'string', multiple: true },
+    'no-perf': { type: 'boolean', default: false },
+    interval: { type: 'string', default: '250' },
+  },
+});
+const SECONDS = Number(a.seconds);
+const MTUS = (a.mtu?.length ? a.mtu : ['65520', '1500']).map(Number);
+const PATHS = (a.path?.length ? a.path : ['upload', 'download']) as ('upload' | 'download')[];
+const PERF = !a['no-perf'] && !!which('perf');
+
+const out = join(REPO, 'bench/results', `profile-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+mkdirSync(out, { recursive: true });
+const lab = await Lab.create('profile', { iperf: true });
+const report: string[] = [];
+try {
+  for (const mtu of MTUS) {
+    for (const path of PATHS) {
+      const tag = `${path}-mtu${mtu}`;
+      const dir = unprivDir(lab, `prof-${tag}-`);
+      const s = await launch(lab, 'slipway', {
+        mtu,
+        env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir} --cpu-prof-interval=${a.interval} --perf-basic-prof` },
+      });
+      process.stderr.write(`profile: ${tag} (slipway pid ${s.stack.pid})\n`);
+      let perfDone: Promise<unknown> = Promise.resolve();
+      const perfData = join(out, `${tag}.perf.data`);
+      if (PERF) {
+        // Start sampling a moment after iperf3 does; stop before it ends.
+        perfDone = sleep(700).then(() =>
+          run(['perf', 'record', '-F', '499', '-g', '-p', String(s.stack.pid), '-o', perfData, '--', 'sleep', String(Math.max(1, SECONDS - 2))], { timeoutMs: (SECONDS + 20) * 1000 }),
+        );
+      }
+      const r = await loadRow(s, 'container', NET.server, PORTS.iperf, SECONDS, path === 'download');
+      await perfDone;
+      await endSession(s);
+      await sleep(300);
+      const prof = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+      const head = `## ${path} ${path === 'upload' ? '→' : '←'} world, MTU ${mtu}: ${r.gbps?.toFixed(2) ?? r.error} Gbit/s, stack CPU ${r.cpuSeconds?.toFixed(2)} s (${r.cpuPerGB?.toFixed(2)} s/GB)`;
+      report.push(head);
+      if (prof) {
+        copyFileSync(join(dir, prof), join(out, `${tag}.cpuprofile`));
+        report.push(summarize(join(out, `${tag}.cpuprofile`), 25));
+      } else {
+        report.push('(no .cpuprofile written)');
+      }
+      if (PERF) {
+        const rep = await run(['perf', 'report', '-f', '-i', perfData, '--stdio', '--no-children', '--sort', 'dso,sym', '--percent-limit', '1.2'], { timeoutMs: 120_000 });
+        const lines = rep.stdout.split('\n').filter((l) => /^\s+\d+\.\d+%/.test(l)).slice(0, 30);
+        report.push('perf (whole process incl. kernel, self, dso/sym):\n' + lines.join('\n'));
+        writeFileSync(join(out, `${tag}.perf.txt`), rep.stdout);
+      }
+      report.push('');
+      process.stderr.write(`${head}\n`);
+    }
+  }
+} finally {
+  await lab.destroy();
+}
+const text = report.join('\n');
+writeFileSync(join(out, 'summary.txt'), text);
+console.log(text);
+console.log(`raw profiles: ${out}`);
+process.exit(0);
