@@ -109,8 +109,10 @@ export interface LaunchOptions {
   mtu: number;
   /** Set up the inbound forward forwardHost → containerIperf (slipway -p, pasta -t, slirp4netns API). */
   forward?: boolean;
-  /** Extra environment for the stack (e.g. NODE_OPTIONS for --cpu-prof). */
+  /** Extra environment for the stack. */
   env?: NodeJS.ProcessEnv;
+  /** slipway only: node flags before bin/slipway (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  nodeArgs?: string[];
   readyTimeoutMs?: number;
 }
 
@@ -143,7 +145,7 @@ function argvFor(lab: Lab, kind: StackKind, ctr: Container, o: LaunchOptions, di
     case 'slipway':
       return {
         cmd: [
-          process.execPath, join(REPO, 'bin/slipway'), '--configure', '--mtu', mtu, '--dns-upstream', NET.dns,
+          process.execPath, ...(o.nodeArgs ?? []), join(REPO, 'bin/slipway'), '--configure', '--mtu', mtu, '--dns-upstream', NET.dns,
           '--ready-fd', '3', ...(o.forward ? ['-p', `127.0.0.1:${BENCH_PORTS.forwardHost}:${BENCH_PORTS.containerIperf}`] : []), pid,
         ],
         addresses: { gateway: '10.0.2.2', dns: '10.0.2.3', guest: '10.0.2.100' },

@@ -38,7 +38,7 @@ try {
       const dir = unprivDir(lab, `prof-${tag}-`);
       const s = await launch(lab, 'slipway', {
         mtu,
-        env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir} --cpu-prof-interval=${a.interval} --perf-basic-prof` },
+        nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${a.interval}`, '--perf-basic-prof'],
       });
       process.stderr.write(`profile: ${tag} (slipway pid ${s.stack.pid})\n`);
       let perfDone: Promise<unknown> = Promise.resolve();
