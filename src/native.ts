@@ -72,6 +72,15 @@ export interface Tap {
   write(frame: Uint8Array): boolean;
   /** Write one frame made of several parts (writev(2), at most 64 parts). */
   writev(parts: Uint8Array[]): boolean;
+  /**
+   * With a vnet header only: write one frame whose TCP/UDP checksum field holds the folded
+   * pseudo-header sum (not inverted); the kernel completes the checksum from `csumStart`
+   * (offset of the L4 header in the frame) and stores it at `csumStart + csumOffset`. With
+   * `gsoType` (VNET_GSO_TCPV4/TCPV6) the frame is a super-frame cut into `gsoSize` segments.
+   */
+  writevOffload(parts: Uint8Array[], gsoType: number, gsoSize: number, csumStart: number, csumOffset: number, hdrLen: number): boolean;
+  /** With a vnet header: the header of frame i at vnet[i*12 .. i*12+12) (flags, gso type, ...); else null. */
+  readonly vnet: Buffer | null;
   /** Stop reading (the kernel queue fills, then drops). */
   pause(): void;
   resume(): void;
@@ -80,8 +89,10 @@ export interface Tap {
   stats(): TapStats;
 }
 export interface TapConstructor {
-  new (fd: number, slotSize: number, slots: number, onFrames: (count: number) => void): Tap;
+  /** `vnetHdrLen`: 12 when the tap was opened with IFF_VNET_HDR (agent `vnetHdr`), else 0. */
+  new (fd: number, slotSize: number, slots: number, onFrames: (count: number) => void, vnetHdrLen?: number): Tap;
 }
+
 
 /** Watches an fd (does not own it). `events` passed to cb is the uv bitmask (below) or a negative errno. */
 export interface FdWatch {

@@ -47,10 +47,14 @@ describe('Stack (frames in, frames out)', () => {
     stack.close();
   });
 
-  it('does not answer ARP for the DNS address when DNS is disabled', () => {
+  it('with DNS disabled, answers ARP for the DNS address but nothing above it', () => {
     const { stack, writer, feed } = makeStack({ disableDns: true });
     feed(arpRequestFrame(GUEST, DNS));
-    expect(writer.frames).toHaveLength(0);
+    expect(writer.frames).toHaveLength(1);
+    feed(icmpEchoFrame(GUEST, DNS, 1, 1, new Uint8Array(4)));
+    feed(udpFrame(GUEST, DNS, 1000, 53, new Uint8Array(12)));
+    expect(writer.frames).toHaveLength(1);
+    expect(stack.counters.drops['dns-disabled']).toBe(2);
     stack.close();
   });
 

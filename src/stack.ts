@@ -65,6 +65,7 @@ import {
 } from './wire/icmpv6.js';
 import { pseudoSum6 } from './wire/checksum.js';
 import { writeU32 } from './wire/bytes.js';
+import { VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_HDR_LEN } from './wire/vnet.js';
 import { TcpFlowTable, type TcpFlow, type TcpFlowEnv } from './flows/tcp.js';
 import { DhcpServer } from './services/dhcp.js';
 import type { DnsForwarder } from './services/dns.js';
@@ -129,6 +130,9 @@ export type DropReason =
   | 'udp-malformed' | 'udp-checksum' | 'tcp-malformed' | 'tcp-checksum' | 'icmp-malformed' | 'icmp-checksum'
   | 'icmp-type' | 'virtual-host' | 'host-loopback-disabled' | 'dns-disabled';
 
+/** Largest TCP payload in one super-frame: an IPv4 datagram's 65535 bytes less IP and TCP headers. */
+const GSO_MAX_PAYLOAD = 65535 - 20 - 20;
+
 export class Stack {
   readonly config: StackConfig;
   readonly neighbours = new NeighbourTable();
@@ -142,6 +146,8 @@ export class Stack {
   private readonly arp: ArpResponder;
   private readonly log: Logger;
   private readonly dns: DnsForwarder | null;
+  /** Set per frame from its vnet header: the guest kernel vouches for the TCP/UDP checksum. */
+  private l4ChecksumTrusted = false;
   private readonly outboundAddress?: string;
   private readonly broadcast: number;
 
@@ -177,7 +183,9 @@ export class Stack {
     this.broadcast = (v4.network | (0xffffffff >>> v4.prefixLength)) >>> 0;
     this.sink = new FrameSink(deps.writer, this.config.gatewayMac, (a) => this.neighbours.lookup(a),
       (a, off) => this.neighbours.lookup6(a, off));
-    this.arp = new ArpResponder(this.sink, this.neighbours, (a) => this.isVirtualHost(a));
+    // ARP and NDP answer for the DNS address even with DNS disabled: a connection there then
+    // times out (as with slirp4netns) instead of failing at once with "no route to host".
+    this.arp = new ArpResponder(this.sink, this.neighbours, (a) => a === this.config.ipv4.gateway || a === this.config.ipv4.dns);
     this.dhcp = new DhcpServer({
       network: v4.network,
       prefixLength: v4.prefixLength,
@@ -203,7 +211,8 @@ export class Stack {
     this.ping = deps.pingFactory
       ? new PingRelay(deps.pingFactory, (src, dst, msg) => this.sink.icmp4(src, dst, msg, msg, 8, msg.length - 8), this.log)
       : null;
-    this.tcp = new TcpFlowTable(this.tcpEnv(), { mtu: this.config.mtu });
+    // With offload, host data goes to the guest as super-frames of up to 64 KiB whatever the MTU.
+    this.tcp = new TcpFlowTable(this.tcpEnv(), { mtu: this.config.mtu, gsoMaxPayload: this.sink.offload ? GSO_MAX_PAYLOAD : 0 });
     const plan6 = this.config.ipv6;
     if (plan6) {
       this.outboundAddress6 = deps.outboundAddress6;
@@ -221,7 +230,7 @@ export class Stack {
       this.ra = new RouterAdvertiser({
         sink: this.sink, routerAddress: v6.router, prefix: plan6.prefix, mtu: this.config.mtu, dns: dns6, search: deps.dnsSearch,
       });
-      this.ndp = new NeighbourDiscovery(this.sink, this.neighbours, (a, off) => this.isVirtualHost6(a, off), () => this.ra!.solicited());
+      this.ndp = new NeighbourDiscovery(this.sink, this.neighbours, (a, off) => this.isVirtualHost6(a, off) || ipv6Equals(a, off, this.v6!.dns, 0), () => this.ra!.solicited());
       this.dhcp6 = new Dhcpv6Server({ mac: this.config.gatewayMac, dns: dns6, search: deps.dnsSearch });
       this.udp6 = new UdpNat<string>({
         family: 6,
@@ -279,8 +288,14 @@ export class Stack {
   }
 
   /** Handle a batch from the tap: frame i is at ring[i*slotSize] with lengths[i] bytes. */
-  onFrames(ring: Uint8Array, slotSize: number, lengths: Int32Array, count: number): void {
-    for (let i = 0; i < count; i++) this.input(ring, i * slotSize, lengths[i]);
+  onFrames(ring: Uint8Array, slotSize: number, lengths: Int32Array, count: number, vnet: Uint8Array | null = null): void {
+    for (let i = 0; i < count; i++) {
+      // With a vnet header, the guest kernel tells us when the L4 checksum is partial (to be
+      // completed by "hardware": us, and we need not) or already verified.
+      this.l4ChecksumTrusted = vnet !== null && (vnet[i * VNET_HDR_LEN] & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID)) !== 0;
+      this.input(ring, i * slotSize, lengths[i]);
+    }
+    this.l4ChecksumTrusted = false;
     this.tcp.flushAcks();
   }
 
@@ -383,7 +398,7 @@ export class Stack {
   private udpInput(ip: Ipv4Packet): void {
     const u = this.udpView;
     if (!u.wrap(ip.buf, ip.payloadOff, ip.payloadLen)) return this.drop('udp-malformed');
-    if (u.checksumField !== 0) {
+    if (u.checksumField !== 0 && !this.l4ChecksumTrusted) {
       let s = pseudoSum4(ip.src, ip.dst, PROTO_UDP, u.length);
       s = partialSum(u.buf, u.off, u.length, s);
       if (s !== 0xffff) return this.drop('udp-checksum');
@@ -416,9 +431,11 @@ export class Stack {
     const seg = this.tcpView;
     const len = ip.payloadLen;
     if (!seg.wrap(ip.buf, ip.payloadOff, len)) return this.drop('tcp-malformed');
-    let s = pseudoSum4(ip.src, ip.dst, PROTO_TCP, len);
-    s = partialSum(ip.buf, ip.payloadOff, len, s);
-    if (s !== 0xffff) return this.drop('tcp-checksum');
+    if (!this.l4ChecksumTrusted) {
+      let s = pseudoSum4(ip.src, ip.dst, PROTO_TCP, len);
+      s = partialSum(ip.buf, ip.payloadOff, len, s);
+      if (s !== 0xffff) return this.drop('tcp-checksum');
+    }
     // Destinations with no host side (DNS address off port 53, loopback disabled) are
     // refused by connectHost returning null: the flow answers RST.
     this.tcp.input(4, ip.src, ip.dst, seg);
@@ -550,6 +567,7 @@ export class Stack {
   }
 
   private checksum6(ip: Ipv6Packet, proto: number): boolean {
+    if (this.l4ChecksumTrusted) return true;
     let s = pseudoSum6(ip.buf, ip.srcOff, ip.buf, ip.dstOff, proto, ip.upperLen);
     s = partialSum(ip.buf, ip.upperOff, ip.upperLen, s);
     return s === 0xffff;
@@ -567,7 +585,7 @@ export class Stack {
     const b = ip.buf;
     if (!u.wrap(b, ip.upperOff, ip.upperLen)) return this.drop('udp-malformed');
     // The UDP checksum is mandatory over IPv6.
-    if (u.checksumField === 0 || !this.checksum6(ip, NH_UDP)) return this.drop('udp-checksum');
+    if ((u.checksumField === 0 && !this.l4ChecksumTrusted) || !this.checksum6(ip, NH_UDP)) return this.drop('udp-checksum');
     const v6 = this.v6!;
     const d = ip.dstOff;
     if (multicast || ipv6Equals(b, d, v6.router, 0)) {
@@ -696,11 +714,11 @@ export class Stack {
       emit: (flow, flags, seq, ack, window, payload, off, len, synOpts) => {
         if (flow.family === 6) {
           this.sink.tcp6(this.bytes6(flow.remoteAddr as string), this.bytes6(flow.guestAddr as string), flow.remotePort,
-            flow.guestPort, seq, ack, flags, window, payload, off, len, synOpts);
+            flow.guestPort, seq, ack, flags, window, payload, off, len, synOpts, len > 0 ? (flow as TcpFlow).sndMss : 0);
           return;
         }
         this.sink.tcp4(flow.remoteAddr as number, flow.guestAddr as number, flow.remotePort, flow.guestPort,
-          seq, ack, flags, window, payload, off, len, synOpts);
+          seq, ack, flags, window, payload, off, len, synOpts, len > 0 ? (flow as TcpFlow).sndMss : 0);
       },
       connect: (flow) => this.connectHost(flow),
       unreachable: (flow, err) => {

@@ -38,6 +38,8 @@ export interface RunPlan {
   /** Bind outgoing host sockets to this IPv4 address / IPv6 address (interface names resolved by the CLI). */
   outboundAddress?: string;
   outboundAddress6?: string;
+  /** Checksum and segmentation offload on the tap (IFF_VNET_HDR + TUNSETOFFLOAD). */
+  offload: boolean;
 }
 
 /** A usage error: print the message and exit 1 (2 is commander's for unknown options). */
@@ -99,6 +101,7 @@ function addCommonOptions(cmd: Command): Command {
     .option('--api-socket <path>', 'serve the control API (slirp4netns-compatible JSON) on this UNIX socket')
     .option('--outbound-addr <addr>', 'bind outgoing IPv4 host sockets to this address')
     .option('--outbound-addr6 <addr>', 'bind outgoing IPv6 host sockets to this address')
+    .option('--no-offload', 'no checksum/segmentation offload on the tap (IFF_VNET_HDR): every frame is at most the MTU')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'));
 }
 
@@ -126,6 +129,7 @@ interface CommonOpts {
   apiSocket?: string;
   outboundAddr?: string;
   outboundAddr6?: string;
+  offload: boolean;
 }
 
 function buildPlan(mode: 'attach' | 'run', o: CommonOpts, configureDefault: boolean): Omit<RunPlan, 'target' | 'command'> {
@@ -202,6 +206,7 @@ function buildPlan(mode: 'attach' | 'run', o: CommonOpts, configureDefault: bool
     apiSocket: o.apiSocket,
     outboundAddress: o.outboundAddr,
     outboundAddress6: o.outboundAddr6,
+    offload: o.offload,
   };
 }
 

@@ -11,6 +11,7 @@ import { NamespaceAgent, type AgentOptions } from '../agent/NamespaceAgent.js';
 import { HeldCommand } from '../agent/HeldCommand.js';
 import { Tap, FdWatch, PingSocket, csum, type Tap as TapHandle, type FdWatch as FdWatchHandle } from '../native.js';
 import { setPartialSum } from '../wire/checksum.js';
+import { VNET_HDR_LEN } from '../wire/vnet.js';
 import { formatIpv4 } from '../wire/ipv4.js';
 import { formatMac } from '../wire/ethernet.js';
 import { Stack } from '../stack.js';
@@ -87,6 +88,7 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     target = plan.target!;
   }
 
+  const offload = plan.offload;
   let agent: NamespaceAgent;
   try {
     agent = await NamespaceAgent.start({
@@ -95,6 +97,7 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
       ifname: plan.ifname,
       mtu: config.mtu,
       mac: config.guestMac ? formatMac(config.guestMac) : undefined,
+      vnetHdr: offload,
       configure: plan.configure
         ? {
           ...(config.ipv4Enabled ? { address: formatIpv4(v4.guest), prefixLength: v4.prefixLength, gateway: formatIpv4(v4.gateway) } : {}),
@@ -113,7 +116,13 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   let tap: TapHandle | null = null;
   const stack = new Stack({
     config,
-    writer: { write: (f) => tap!.write(f), writev: (p) => tap!.writev(p) },
+    writer: offload
+      ? {
+          write: (f) => tap!.write(f),
+          writev: (p) => tap!.writev(p),
+          writevOffload: (p, gt, gs, cs, co, hl) => tap!.writevOffload(p, gt, gs, cs, co, hl),
+        }
+      : { write: (f) => tap!.write(f), writev: (p) => tap!.writev(p) },
     log,
     pingFactory: (family, onReply) => new PingSocket(family, onReply),
     dns,
@@ -121,9 +130,11 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     outboundAddress6: plan.outboundAddress6,
     dnsSearch: searchDomains(plan),
   });
-  const slotSize = config.mtu + 14;
+  // With offload the guest may send TCP super-frames of up to 64 KiB at any MTU.
+  const slotSize = offload ? Math.max(config.mtu, 65535) + 14 : config.mtu + 14;
   const slots = ringSlots(slotSize);
-  tap = new Tap(agent.tapFd, slotSize, slots, (n) => stack.onFrames(tap!.ring, slotSize, tap!.lengths, n));
+  tap = new Tap(agent.tapFd, slotSize, slots, (n) => stack.onFrames(tap!.ring, slotSize, tap!.lengths, n, tap!.vnet),
+    offload ? VNET_HDR_LEN : 0);
   stack.start();
 
   const forwarder = new PortForwarder({

@@ -432,6 +432,7 @@ export function toRunPlan(o: Slirp4netnsOptions, env: NodeJS.ProcessEnv = proces
     apiSocket: o.apiSocket,
     outboundAddress: o.outboundAddr !== undefined ? resolveOutbound(o.outboundAddr, 4, list) : undefined,
     outboundAddress6: o.outboundAddr6 !== undefined ? resolveOutbound(o.outboundAddr6, 6, list) : undefined,
+    offload: process.env.SLIPWAY_OFFLOAD !== '0',
   };
 }
 

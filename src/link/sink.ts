@@ -17,7 +17,17 @@ import { writeU16 } from '../wire/bytes.js';
 export interface FrameWriter {
   write(frame: Uint8Array): boolean;
   writev(parts: Uint8Array[]): boolean;
+  /**
+   * Present when the tap has a vnet header: one frame whose L4 checksum field holds the
+   * pseudo-header sum, completed by the kernel; with `gsoType` a TCP super-frame of
+   * `gsoSize`-byte segments (see native Tap.writevOffload).
+   */
+  writevOffload?(parts: Uint8Array[], gsoType: number, gsoSize: number, csumStart: number, csumOffset: number, hdrLen: number): boolean;
 }
+
+/** virtio_net_hdr GSO types (linux/virtio_net.h). */
+const GSO_TCPV4 = 1;
+const GSO_TCPV6 = 4;
 
 const IP_OFF = ETH_HEADER_LEN;
 const L4_OFF = ETH_HEADER_LEN + IPV4_MIN_HEADER;
@@ -29,6 +39,9 @@ export class FrameSink {
   sent = 0;
   private readonly hdr = new Uint8Array(128);
   private readonly parts: Uint8Array[] = [this.hdr, this.hdr];
+  private readonly one: Uint8Array[] = [this.hdr];
+  /** True when the writer takes checksum/GSO offload (tap with a vnet header). */
+  readonly offload: boolean;
   private readonly views = new Map<number, Uint8Array>();
   private ipId = 0;
   private readonly mcastMac = new Uint8Array(6);
@@ -41,7 +54,9 @@ export class FrameSink {
     private readonly guestMacFor: (addr: number) => Uint8Array | null,
     /** The same for IPv6 (16 bytes at addr[off]); multicast destinations need no lookup. */
     private readonly guestMacFor6: (addr: Uint8Array, off: number) => Uint8Array | null = () => null,
-  ) {}
+  ) {
+    this.offload = typeof writer.writevOffload === 'function';
+  }
 
   private hdrView(len: number): Uint8Array {
     let v = this.views.get(len);
@@ -50,6 +65,32 @@ export class FrameSink {
       this.views.set(len, v);
     }
     return v;
+  }
+
+  /**
+   * Write a TCP segment whose checksum the kernel completes (vnet header offload); a payload
+   * longer than `gsoSize` goes as one GSO super-frame.
+   */
+  private putTcpOffload(hdrLen: number, l4Off: number, payload: Uint8Array | null, off: number, len: number, gsoSize: number, gsoType: number): boolean {
+    this.parts[0] = this.hdrView(hdrLen);
+    let n = 1;
+    if (payload && len > 0) {
+      this.parts[1] = payload.subarray(off, off + len);
+      n = 2;
+    }
+    const parts = n === 2 ? this.parts : this.one;
+    if (n === 1) this.one[0] = this.parts[0];
+    const gso = gsoSize > 0 && len > gsoSize ? gsoType : 0;
+    let ok: boolean;
+    try {
+      ok = this.writer.writevOffload!(parts, gso, gso ? gsoSize : 0, l4Off, TCP_CHECKSUM_OFFSET, hdrLen);
+    } catch (e) {
+      this.writeError(e);
+      return false;
+    }
+    if (ok) this.sent++;
+    else this.dropped++;
+    return ok;
   }
 
   private put(hdrLen: number, payload: Uint8Array | null, off: number, len: number): boolean {
@@ -99,6 +140,7 @@ export class FrameSink {
     seq: number, ack: number, flags: number, window: number,
     payload: Uint8Array | null, off: number, len: number,
     synOpts?: { mss: number; wscale: number },
+    gsoSize = 0,
   ): boolean {
     const optLen = synOpts ? 8 : 0;
     const tcpHdr = TCP_MIN_HEADER + optLen;
@@ -106,6 +148,10 @@ export class FrameSink {
     writeTcpHeader(this.hdr, L4_OFF, srcPort, dstPort, seq, ack, flags, window, optLen);
     if (synOpts) writeSynOptions(this.hdr, L4_OFF + TCP_MIN_HEADER, synOpts.mss, synOpts.wscale);
     let sum = pseudoSum4(src, dst, PROTO_TCP, tcpHdr + len);
+    if (this.offload) {
+      writeU16(this.hdr, L4_OFF + TCP_CHECKSUM_OFFSET, sum);
+      return this.putTcpOffload(L4_OFF + tcpHdr, L4_OFF, payload, off, len, gsoSize, GSO_TCPV4);
+    }
     sum = partialSum(this.hdr, L4_OFF, tcpHdr, sum);
     if (payload && len > 0) sum = partialSum(payload, off, len, sum);
     writeU16(this.hdr, L4_OFF + TCP_CHECKSUM_OFFSET, finish(sum));
@@ -154,6 +200,7 @@ export class FrameSink {
     seq: number, ack: number, flags: number, window: number,
     payload: Uint8Array | null, off: number, len: number,
     synOpts?: { mss: number; wscale: number },
+    gsoSize = 0,
   ): boolean {
     const optLen = synOpts ? 8 : 0;
     const tcpHdr = TCP_MIN_HEADER + optLen;
@@ -161,6 +208,10 @@ export class FrameSink {
     writeTcpHeader(this.hdr, L4_OFF6, srcPort, dstPort, seq, ack, flags, window, optLen);
     if (synOpts) writeSynOptions(this.hdr, L4_OFF6 + TCP_MIN_HEADER, synOpts.mss, synOpts.wscale);
     let sum = pseudoSum6(src, 0, dst, 0, NH_TCP, tcpHdr + len);
+    if (this.offload) {
+      writeU16(this.hdr, L4_OFF6 + TCP_CHECKSUM_OFFSET, sum);
+      return this.putTcpOffload(L4_OFF6 + tcpHdr, L4_OFF6, payload, off, len, gsoSize, GSO_TCPV6);
+    }
     sum = partialSum(this.hdr, L4_OFF6, tcpHdr, sum);
     if (payload && len > 0) sum = partialSum(payload, off, len, sum);
     writeU16(this.hdr, L4_OFF6 + TCP_CHECKSUM_OFFSET, finish(sum));
