@@ -180,11 +180,14 @@ w.on('message', (m) => { out.worker = m; process.stdout.write(JSON.stringify(out
       });
       expect(r.code, r.stderr).toBe(0);
       const o = JSON.parse(r.stdout) as Record<string, unknown>;
+      // /tmp is an empty tmpfs, except for the way down to the package or node when they live
+      // under /tmp themselves (a checkout in /tmp): the sandbox mounts them at their own paths.
+      const underTmp = [...new Set([REPO, process.execPath].filter((p) => p.startsWith('/tmp/')).map((p) => p.split('/')[2]))];
+      expect([...(o['tmp'] as string[])].sort()).toEqual(underTmp.sort());
       expect(o).toMatchObject({
         launcher: 'sandbox',
         proc: false,
         home: false,
-        tmp: [],
         etc: true,
         worker: 42,
         capSysAdminBounding: '0',
