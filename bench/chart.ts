@@ -39,7 +39,8 @@ export function renderChart(res: CompareResult): string {
   const left = 16;
   const rows = Math.ceil(metrics.length / cols);
   const W = left * 2 + cols * pw + (cols - 1) * gap;
-  const H = top + rows * (ph + gap) + 46;
+  const warnings = res.notes.filter((n) => n.startsWith('WARNING'));
+  const H = top + rows * (ph + gap) + 20 + 16 * (res.runs.length + warnings.length);
   const o: string[] = [];
   o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Verdana, Arial, sans-serif">`);
   o.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
@@ -64,16 +65,22 @@ export function renderChart(res: CompareResult): string {
     o.push(panel(res, met, stacks, color, x0, y0, pw, ph));
   });
 
-  // integrity line
-  const integ = res.runs
-    .map((r) => `MTU ${r.mtu}: ${r.stacks.map((s) => {
-      const v = s.metrics.integrity;
-      const t = fmtValue(res.metrics.find((x) => x.id === 'integrity')!, v);
-      return `${s.stack} ${t}${v?.value === undefined && v?.error ? ` (${v.error.slice(0, 40)})` : ''}`;
-    }).join(', ')}`)
-    .join(' · ');
+  // integrity lines (one per MTU) and warnings from the run
+  const im = res.metrics.find((x) => x.id === 'integrity')!;
   const mib = res.integrityBytes ? `${res.integrityBytes / 1048576} MiB` : 'a large transfer';
-  o.push(`<text x="${left}" y="${H - 18}" font-size="12" fill="#333">${esc(`data integrity (sha256 of ${mib} up and down equal): ${integ}`)}</text>`);
+  let y = H - 20 - 16 * (res.runs.length + warnings.length - 1);
+  for (const r of res.runs) {
+    const parts = r.stacks.map((s) => {
+      const v = s.metrics.integrity;
+      return `${s.stack} ${fmtValue(im, v)}${v?.value === undefined && v?.error ? ` (${v.error.slice(0, 50)})` : ''}`;
+    });
+    o.push(`<text x="${left}" y="${y}" font-size="12" fill="#333">${esc(`data integrity, MTU ${r.mtu} (sha256 of ${mib} up and down equal): ${parts.join(', ')}`)}</text>`);
+    y += 16;
+  }
+  for (const w of warnings) {
+    o.push(`<text x="${left}" y="${y}" font-size="11" fill="#b91c1c">${esc(w.length > 190 ? `${w.slice(0, 187)}…` : w)}</text>`);
+    y += 16;
+  }
   o.push('</svg>');
   return o.join('\n') + '\n';
 }
@@ -85,7 +92,8 @@ function panel(
   const o: string[] = [];
   o.push(`<rect x="${x0}" y="${y0}" width="${pw}" height="${ph}" fill="#fafafa" stroke="#ddd"/>`);
   o.push(`<text x="${x0 + 8}" y="${y0 + 17}" font-size="12.5" font-weight="bold" fill="#111">${esc(met.label)}</text>`);
-  o.push(`<text x="${x0 + 8}" y="${y0 + 32}" font-size="11" fill="#666">${esc(`${met.unit}, ${met.better} is better`)}</text>`);
+  const goal = met.absTarget !== undefined ? '' : met.ratioTarget !== undefined ? ` · goal ratio ${met.better === 'higher' ? '≥' : '≤'} ${met.ratioTarget}` : '';
+  o.push(`<text x="${x0 + 8}" y="${y0 + 32}" font-size="11" fill="#666">${esc(`${met.unit}, ${met.better} is better${goal}`)}</text>`);
   const plotTop = y0 + 52;
   const plotBottom = y0 + ph - 50;
   const plotH = plotBottom - plotTop;
@@ -130,7 +138,7 @@ function panel(
       }
     } else if (rat?.ratio !== undefined) {
       const fill = rat.met === undefined ? '#444' : rat.met ? good : bad;
-      const goal = met.ratioTarget !== undefined ? ` (goal ${met.better === 'higher' ? '≥' : '≤'}${met.ratioTarget})` : '';
+      const goal = '';
       o.push(`<text x="${gx + gw / 2}" y="${plotBottom + 28}" font-size="11" font-weight="bold" fill="${fill}" text-anchor="middle">${esc(`×${rat.ratio.toFixed(2)}`)}</text>`);
       o.push(`<text x="${gx + gw / 2}" y="${plotBottom + 41}" font-size="9.5" fill="#666" text-anchor="middle">${esc(`vs ${rat.best}${goal}`)}</text>`);
     }

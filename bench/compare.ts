@@ -64,6 +64,23 @@ function log(msg: string): void {
   process.stderr.write(`bench: ${msg}\n`);
 }
 
+/** mtime of the slipway build the bench runs (others may rebuild dist/ during a run). */
+function distBuilt(): string {
+  try {
+    const a = statSync(join(REPO, 'dist/cli/main.js')).mtimeMs;
+    const b = (() => {
+      try {
+        return statSync(join(REPO, 'build/Release/slipway.node')).mtimeMs;
+      } catch {
+        return 0;
+      }
+    })();
+    return new Date(Math.max(a, b)).toISOString().slice(0, 19) + 'Z';
+  } catch {
+    return 'not built';
+  }
+}
+
 async function versions(): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
@@ -150,6 +167,7 @@ async function benchRound(lab: Lab, kind: StackKind, mtu: number, rrBin: string)
   };
 
   // Launch → ready, on separate fresh containers.
+  if (kind === 'slipway') detail.distBuilt = distBuilt();
   const rt = await readyTimes(lab, kind, mtu, LAUNCHES);
   set('ready_ms', median(rt.samples), rt.errors[0]);
   detail.ready = rt;
@@ -414,6 +432,9 @@ async function main(): Promise<number> {
     await lab.destroy();
   }
   res.notes.push(`wall time ${Math.round((Date.now() - t0) / 1000)} s`);
+  const builds = new Set(res.runs.flatMap((r) => r.stacks.filter((s) => s.stack === 'slipway').flatMap((s) => s.rounds.map((d) => (d as { distBuilt?: string }).distBuilt))));
+  builds.delete(undefined);
+  if (builds.size > 1) res.notes.push(`WARNING: slipway's build (dist/ or build/Release) changed during the run (${[...builds].join(', ')}): its rounds measured different code`);
   printTable(res);
 
   const dir = join(REPO, 'bench/results');
