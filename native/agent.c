@@ -248,6 +248,24 @@ static int nl_link_up(int ifindex) {
   return nl_talk(&r);
 }
 
+/* Frames the tap queues toward us (txqueuelen; the kernel default is 1000). */
+#define TAP_TXQLEN 10000
+
+/* A deep tap queue: the guest's bursts toward us wait in it instead of being dropped (loss the
+ * container's TCP would see). rtnetlink, not SIOCSIFTXQLEN: the ioctl wants CAP_NET_ADMIN in the
+ * initial user namespace. Best effort (the default queue still works). */
+static int nl_link_txqlen(int ifindex, uint32_t qlen) {
+  struct nlreq r;
+  memset(&r, 0, sizeof r);
+  r.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg));
+  r.nh.nlmsg_type = RTM_NEWLINK;
+  struct ifinfomsg *ifi = NLMSG_DATA(&r.nh);
+  ifi->ifi_family = AF_UNSPEC;
+  ifi->ifi_index = ifindex;
+  nl_attr(&r, IFLA_TXQLEN, &qlen, sizeof qlen);
+  return nl_talk(&r);
+}
+
 static int nl_addr_add(int ifindex, int family, const void *addr, int prefix) {
   size_t alen = family == AF_INET ? 4 : 16;
   struct nlreq r;
@@ -855,6 +873,7 @@ static int agent_main(int argc, char **argv) {
   struct link_info li;
   setup_link(&o, &li);
   tap_ifindex = li.ifindex;
+  (void)nl_link_txqlen(li.ifindex, TAP_TXQLEN);
   if (o.configure) configure(&o, &li);
   if (nl_fd >= 0) { close(nl_fd); nl_fd = -1; }
 
