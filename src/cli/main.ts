@@ -1,16 +1,14 @@
 /** Entry point of `bin/slipway`: parse, report usage errors plainly, serve, exit with the right code. */
 
-import { readFileSync } from 'node:fs';
 import { CommanderError, parseCommandLine, UsageError } from './options.js';
 import { createLogger } from '../log.js';
 import { serve } from './serve.js';
-
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+import { packageVersion } from '../pkg.js';
 
 async function main(argv: string[]): Promise<number> {
   let plan;
   try {
-    plan = parseCommandLine(argv, pkg.version);
+    plan = parseCommandLine(argv, packageVersion());
   } catch (e) {
     if (e instanceof CommanderError) {
       // Help and version exit 0; commander already printed the message for errors.

@@ -38,6 +38,11 @@ function refuseUnsupported(plan: RunPlan): void {
 
 /** How long --configure waits for the guest's SLAAC address before signalling ready anyway. */
 const SLAAC_WAIT_MS = 5000;
+/**
+ * How often to ask the agent for it meanwhile. Our RA goes out as the stack starts and the guest
+ * (accept_dad=0) has the address within a few ms, so a short poll keeps it off launch → ready.
+ */
+const SLAAC_POLL_MS = 5;
 
 /** DNS search domains from the resolver file (last "search"/"domain" line), for RA and DHCPv6. */
 function searchDomains(plan: RunPlan): string[] {
@@ -154,6 +159,7 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     if (stopping) return;
     stopping = true;
     log.info({ reason, stats: stack.stats() }, 'shutting down');
+    if (log.isLevelEnabled('debug')) log.debug({ memory: memoryReport() }, 'memory at shutdown');
     exitWatch?.close();
     api?.close();
     forwarder.close();
@@ -248,7 +254,7 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   let slaac: string | undefined;
   if (plan.configure && config.ipv6) {
     try {
-      slaac = await agent.waitForGlobalIpv6(SLAAC_WAIT_MS);
+      slaac = await agent.waitForGlobalIpv6(SLAAC_WAIT_MS, SLAAC_POLL_MS);
       if (!slaac) log.warn({ waitedMs: SLAAC_WAIT_MS }, 'the guest has no global IPv6 address yet (SLAAC); signalling ready anyway');
     } catch (e) {
       log.warn({ err: (e as Error).message }, 'cannot check the guest\'s IPv6 address');
@@ -265,6 +271,9 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
       ipv6: config.ipv6 ? { prefix: `${config.ipv6.prefix}/64`, gateway: config.ipv6.gateway, dns: config.ipv6.dns, slaac } : 'off',
       dns: dns ? upstreams.map((u) => `${u.address}:${u.port}`) : 'off',
       hostLoopback: !config.disableHostLoopback,
+      // Since the process started (performance.timeOrigin), and the CPU it used to get here.
+      startupMs: Math.round(performance.now()),
+      startupCpuMs: cpuMs(process.cpuUsage()),
     },
     'serving',
   );
@@ -285,6 +294,27 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     });
   }
   return done;
+}
+
+function cpuMs(u: NodeJS.CpuUsage): number {
+  return Math.round((u.user + u.system) / 1000);
+}
+
+/** Where the memory is, in MiB: RSS and its peak (VmHWM), the JS heap, and off-heap buffers. */
+function memoryReport(): Record<string, number> {
+  const mib = (n: number): number => Math.round((n / 1048576) * 10) / 10;
+  const m = process.memoryUsage();
+  let hwm = 0;
+  try {
+    const line = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (line) hwm = Number(line[1]) * 1024;
+  } catch {
+    /* not Linux /proc: leave 0 */
+  }
+  return {
+    rss: mib(m.rss), rssPeak: mib(hwm), heapTotal: mib(m.heapTotal), heapUsed: mib(m.heapUsed),
+    external: mib(m.external), arrayBuffers: mib(m.arrayBuffers),
+  };
 }
 
 function signalNumber(name: string): number {

@@ -28,6 +28,7 @@ import { DEFAULT_GATEWAY_MAC, planIpv4, planIpv6 } from '../config.js';
 import { LOG_LEVELS } from '../log.js';
 import { parseUpstream, type RunPlan } from './options.js';
 import { checkConfinement, launcherState } from './sandbox.js';
+import { packageRootUrl, packageVersion } from '../pkg.js';
 
 export const SLIRP4NETNS_DEFAULT_MTU = 1500;
 export const SLIRP4NETNS_MAX_MTU = 65521;
@@ -456,8 +457,7 @@ export function packageCommit(pkgDir: URL): string {
 
 /** Entry point of bin/slipway-slirp4netns. Resolves with the exit code. */
 export async function main(argv: string[], argv0: string, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const pkgDir = new URL('../../', import.meta.url);
-  const pkg = JSON.parse(readFileSync(new URL('package.json', pkgDir), 'utf8')) as { version: string };
+  const pkgDir = packageRootUrl;
   // Inside the sandbox the target paths are not visible: the launcher checked them before.
   const sandboxed = launcherState(env).sandbox;
   const r = parseSlirp4netnsArgs(argv, argv0, sandboxed ? () => true : existsSync);
@@ -466,7 +466,7 @@ export async function main(argv: string[], argv0: string, env: NodeJS.ProcessEnv
     return 0;
   }
   if (r.kind === 'version') {
-    process.stdout.write(versionText(pkg.version, packageCommit(pkgDir), 'none (slipway-launcher installs its own BPF filter with --enable-seccomp)'));
+    process.stdout.write(versionText(packageVersion(), packageCommit(pkgDir), 'none (slipway-launcher installs its own BPF filter with --enable-seccomp)'));
     return 0;
   }
   if (r.kind === 'error') {
