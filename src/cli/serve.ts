@@ -31,10 +31,6 @@ function ringSlots(slotSize: number): number {
   return Math.max(32, Math.min(1024, Math.floor((4 << 20) / slotSize)));
 }
 
-/** Options parsed but not served yet fail loudly rather than being ignored (none left today). */
-function refuseUnsupported(plan: RunPlan): void {
-  void plan;
-}
 
 /** How long --configure waits for the guest's SLAAC address before signalling ready anyway. */
 const SLAAC_WAIT_MS = 5000;
@@ -74,7 +70,6 @@ function dnsUpstreams(plan: RunPlan, log: Logger): { address: string; port: numb
 
 /** Start serving a namespace; throws with a user-actionable message when it cannot. */
 export async function serve(plan: RunPlan, log: Logger): Promise<number> {
-  refuseUnsupported(plan);
   if (plan.apiSocket !== undefined) checkSocketPath(plan.apiSocket);
   setPartialSum(csum);
   const upstreams = dnsUpstreams(plan, log);
