@@ -8,7 +8,8 @@
         "native/tap.c",
         "native/misc.c",
         "native/csum.c",
-        "native/splice.c"
+        "native/splice.c",
+        "native/sockio.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-fvisibility=hidden"],

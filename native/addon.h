@@ -62,6 +62,7 @@ uint16_t sw_csum_partial(const uint8_t *p, size_t len, uint32_t initial);
 napi_value sw_init_tap(napi_env env, napi_value exports);
 napi_value sw_init_misc(napi_env env, napi_value exports);
 napi_value sw_init_splice(napi_env env, napi_value exports);
+napi_value sw_init_sockio(napi_env env, napi_value exports);
 
 #define NAPI_OK(env, call)                                                                      \
   do {                                                                                          \

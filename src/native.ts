@@ -193,6 +193,7 @@ interface Addon {
   socketpair(): [number, number];
   setCloexec(fd: number, on: boolean): void;
   closeFd(fd: number): void;
+  writeSlices(fd: number, buf: Uint8Array, offLen: Int32Array, count: number): number;
 }
 
 const require = createRequire(import.meta.url);
@@ -220,6 +221,12 @@ export const csum: (buf: Uint8Array, offset: number, length: number, initial: nu
 export const socketpair: () => [number, number] = addon.socketpair;
 export const setCloexec: (fd: number, on: boolean) => void = addon.setCloexec;
 export const closeFd: (fd: number) => void = addon.closeFd;
+/**
+ * Write `count` (offset, length) slices of `buf` (pairs in offLen) to a connected stream socket
+ * fd without blocking: bytes written, or -errno (EAGAIN included). Never throws on I/O errors,
+ * never raises SIGPIPE. Only for an fd whose owner has nothing queued (native/sockio.c).
+ */
+export const writeSlices: (fd: number, buf: Uint8Array, offLen: Int32Array, count: number) => number = addon.writeSlices;
 
 /** A line to log when `new PingSocket()` fails with EACCES/EPERM. */
 export function pingPermissionHint(family: 4 | 6): string {

@@ -67,6 +67,7 @@ import { pseudoSum6 } from './wire/checksum.js';
 import { writeU32 } from './wire/bytes.js';
 import { VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_HDR_LEN } from './wire/vnet.js';
 import { TcpFlowTable, type TcpFlow, type TcpFlowEnv } from './flows/tcp.js';
+import { writeSlices } from './native.js';
 import { DhcpServer } from './services/dhcp.js';
 import type { DnsForwarder } from './services/dns.js';
 
@@ -735,6 +736,7 @@ export class Stack {
           flow.guestPort, flow.remotePort, flow.guestIsn));
       },
       closed: () => {},
+      writeSlices,
       log: this.log,
     };
   }

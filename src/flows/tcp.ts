@@ -15,12 +15,22 @@
  *
  * Guest → host. In-order only: a segment beyond RCV.NXT is dropped and answered at once with a
  * duplicate ACK (the guest's fast retransmit fills the gap; no reassembly queue, so no memory to
- * bound). Overlap with received data is trimmed. Payload is copied out of the frame (the tap ring
- * is reused) and written to the host socket, which is corked for the rest of the tap batch so one
- * batch becomes one writev. The advertised window is what we can still buffer toward the host:
- * `bufferLimit - socket.writableLength`, scaled, and the right edge we advertised never moves
- * left; it only moves right by at least min(limit/2, MSS) (receiver SWS avoidance). When the
- * host drains a window that had become small, a window update is sent from the write callback.
+ * bound). Overlap with received data is trimmed. In-order payload is not copied at once: the flow
+ * notes (offset, length) slices of the frame buffer (the tap ring, valid until the end of the
+ * batch) and writes them when the batch ends (`flush`). When the host socket has nothing queued
+ * (no backlog in Node or libuv), the slices go straight from the ring to the socket fd with one
+ * sendmsg (`env.writeSlices`, native): no user-space copy, no allocation. Whatever the kernel did
+ * not take (or everything, while a backlog exists or without a native writer) is copied into a
+ * per-flow slab, a ring of `bufferLimit` bytes allocated on first use and reused, and handed to
+ * `socket.write` as one contiguous run per batch; a run's space is released by its write
+ * callback. Order is kept: direct writes happen only with nothing queued, and everything else
+ * goes through the socket in order. The advertised window is what we can still buffer toward
+ * the host: `bufferLimit` less the larger of `socket.writableLength` and the slab's bytes in
+ * use, less slices not yet flushed; scaled, and the right edge we advertised never moves left; it
+ * only moves right by at least min(limit/2, MSS) (receiver SWS avoidance). So the slab never
+ * overflows when the guest honours our window (if it ever did, the excess is written from a
+ * fresh copy). When the host drains a window that had become small, a window update is sent from
+ * the write callback.
  *
  * ACKs are batched: receiving marks the flow "dirty"; `flushAcks()` (called by the stack after
  * each tap batch, and as a microtask fallback) sends one ACK per flow that needs one. An ACK is
@@ -99,6 +109,11 @@ export interface TcpFlowEnv {
   unreachable(flow: TcpFlow, err: NodeJS.ErrnoException): void;
   /** Called once when the flow is finished and forgotten by the table. */
   closed(flow: TcpFlow): void;
+  /**
+   * Optional direct socket write (native `writeSlices`): write `count` (offset, length) pairs of
+   * `buf` to the socket fd without blocking; returns bytes written or -errno, never throws.
+   */
+  writeSlices?(fd: number, buf: Uint8Array, offLen: Int32Array, count: number): number;
   log: TcpLog;
 }
 
@@ -167,6 +182,10 @@ export interface TcpCounters {
   rejectedFull: number;
   /** Flows ended by a timer (handshake, retries, idle). */
   timeouts: number;
+  /** Guest → host payload bytes written straight from the tap ring to the socket. */
+  directBytes: number;
+  /** Guest → host payload bytes copied (the socket had a backlog or took only part). */
+  copiedBytes: number;
 }
 
 /** Flow states. Half-closes are flags on ESTABLISHED (see `stateName` for the RFC names). */
@@ -189,6 +208,16 @@ const UNREACHABLE_CODES = new Set(['ENETUNREACH', 'EHOSTUNREACH', 'ETIMEDOUT', '
 
 /** Shared empty buffer for released queue slots. */
 const EMPTY = Buffer.alloc(0);
+
+/** Guest → host slices noted per flow before a write is forced (one sendmsg's iovecs). */
+const MAX_SLICES = 64;
+
+/** The fd under a net.Socket (libuv stream handle), or -1 (not connected, not a real socket). */
+function socketFd(sock: net.Socket): number {
+  const h = (sock as unknown as { _handle?: { fd?: unknown } | null })._handle;
+  const fd = h?.fd;
+  return typeof fd === 'number' ? fd : -1;
+}
 
 /**
  * Host data waiting for the guest: chunks as the socket delivered them, position 0 = SND.UNA.
@@ -399,7 +428,24 @@ export class TcpFlow implements TcpEndpoints {
   private segsUnacked = 0;
   /** Queued in the table's dirty list. */
   inDirty = false;
-  private corked = false;
+
+  // Guest → host writes (see the theory of operation).
+  /** Buffer the noted slices point into (the tap ring), null when none. */
+  private wBuf: Uint8Array | null = null;
+  /** (offset, length) pairs into wBuf, not yet written. */
+  private wSlices: Int32Array | null = null;
+  private wCount = 0;
+  private wBytes = 0;
+  /** Copies of what the socket did not take at once; a ring reused as writes complete. */
+  private slab: Buffer | null = null;
+  private slabHead = 0;
+  /** Slab bytes not yet released by their write callback (the current run included). */
+  private slabUsed = 0;
+  private runStart = 0;
+  private runLen = 0;
+  /** Lengths of slab runs handed to the socket, oldest first (from runsHead). */
+  private runs: number[] = [];
+  private runsHead = 0;
   /** Traffic seen since the last idle check. */
   private active = true;
 
@@ -629,6 +675,7 @@ export class TcpFlow implements TcpEndpoints {
     if (fin && !this.guestFin) {
       this.guestFin = true;
       this.rcvNxt = seqAdd(this.rcvNxt, 1);
+      if (this.wCount !== 0) this.flushWrites();
       const sock = this.socket;
       if (sock !== null && !sock.destroyed) sock.end();
       this.requestAck(true);
@@ -728,16 +775,19 @@ export class TcpFlow implements TcpEndpoints {
     return true;
   }
 
-  /** In-order payload → host socket (copied: the frame buffer is reused). */
+  /** In-order payload → host socket: noted now, written at the end of the batch (`flush`). */
   private deliver(buf: Uint8Array, off: number, len: number, push: boolean): void {
     this.rcvNxt = seqAdd(this.rcvNxt, len);
     const sock = this.socket;
     if (sock !== null && !sock.destroyed && sock.writable) {
-      if (!this.corked) {
-        this.corked = true;
-        sock.cork();
-      }
-      sock.write(Buffer.copyBytesFrom(buf, off, len), this.onWritten);
+      if (this.wCount !== 0 && (this.wBuf !== buf || this.wCount === MAX_SLICES)) this.flushWrites();
+      let sl = this.wSlices;
+      if (sl === null) sl = this.wSlices = new Int32Array(2 * MAX_SLICES);
+      const c = this.wCount++;
+      sl[2 * c] = off;
+      sl[2 * c + 1] = len;
+      this.wBuf = buf;
+      this.wBytes += len;
     }
     this.ackPending = true;
     if (push || ++this.segsUnacked >= 2) this.ackNow = true;
@@ -757,18 +807,120 @@ export class TcpFlow implements TcpEndpoints {
     }
   }
 
-  /** End of a tap batch: hand corked data to the host, send the ACK that is due. */
+  /** End of a tap batch: write the noted data to the host, send the ACK that is due. */
   flush(): void {
     this.inDirty = false;
-    if (this.corked) {
-      this.corked = false;
-      const sock = this.socket;
-      if (sock !== null && !sock.destroyed) sock.uncork();
-    }
+    if (this.wCount !== 0) this.flushWrites();
     if (this.state === TcpState.CLOSED) return;
     if (this.ackNow) this.sendAck();
     else if (this.ackPending && !this.delack.armed) this.delack.arm(this.table.config.delayedAckMs);
   }
+
+  /** Write the noted slices: straight to the fd when nothing is queued, the rest via the slab. */
+  private flushWrites(): void {
+    const n = this.wCount;
+    const buf = this.wBuf as Uint8Array;
+    const sl = this.wSlices as Int32Array;
+    const total = this.wBytes;
+    this.wCount = 0;
+    this.wBytes = 0;
+    this.wBuf = null;
+    const sock = this.socket;
+    if (sock === null || sock.destroyed || !sock.writable) return;
+    const counters = this.table.counters;
+    let skip = 0;
+    const direct = this.table.env.writeSlices;
+    if (direct !== undefined && this.slabUsed === 0 && sock.writableLength === 0 && !sock.connecting) {
+      const fd = socketFd(sock);
+      if (fd >= 0) {
+        const r = direct(fd, buf, sl, n);
+        if (r > 0) {
+          skip = r;
+          counters.directBytes += r;
+        }
+      }
+    }
+    if (skip === total) return;
+    counters.copiedBytes += total - skip;
+    for (let i = 0; i < n; i++) {
+      let off = sl[2 * i];
+      let len = sl[2 * i + 1];
+      if (skip >= len) {
+        skip -= len;
+        continue;
+      }
+      off += skip;
+      len -= skip;
+      skip = 0;
+      this.toSlab(sock, buf, off, len);
+    }
+    this.endRun(sock);
+  }
+
+  /** Copy into the slab, extending the current run (a wrap ends it). */
+  private toSlab(sock: net.Socket, buf: Uint8Array, off: number, len: number): void {
+    while (len > 0) {
+      let slab = this.slab;
+      if (slab === null) slab = this.slab = Buffer.allocUnsafeSlow(this.table.config.bufferLimit);
+      const cap = slab.length;
+      if (this.slabUsed === 0) this.slabHead = 0;
+      if (this.slabHead === cap) {
+        this.endRun(sock);
+        this.slabHead = 0;
+      }
+      const head = this.slabHead;
+      const room = head - this.slabUsed >= 0 ? cap - head : cap - this.slabUsed;
+      if (room === 0) {
+        // Beyond what we advertised (never for a guest honouring the window): a fresh copy.
+        this.endRun(sock);
+        sock.write(Buffer.copyBytesFrom(buf, off, len), this.onWritten);
+        return;
+      }
+      const k = len < room ? len : room;
+      slab.set(buf.subarray(off, off + k), head);
+      if (this.runLen === 0) this.runStart = head;
+      this.runLen += k;
+      this.slabHead = head + k;
+      this.slabUsed += k;
+      off += k;
+      len -= k;
+    }
+  }
+
+  /** Hand the current slab run to the socket. */
+  private endRun(sock: net.Socket): void {
+    const len = this.runLen;
+    if (len === 0) return;
+    this.runLen = 0;
+    const slab = this.slab as Buffer;
+    this.runs.push(len);
+    sock.write(slab.subarray(this.runStart, this.runStart + len), this.onSlabWritten);
+  }
+
+  /** A slab run was written (or failed: the socket is going away): release its space. */
+  private readonly onSlabWritten = (): void => {
+    const runs = this.runs;
+    if (this.runsHead < runs.length) this.slabUsed -= runs[this.runsHead++];
+    if (this.runsHead === runs.length) {
+      runs.length = 0;
+      this.runsHead = 0;
+    } else if (this.runsHead >= 64) {
+      runs.splice(0, this.runsHead);
+      this.runsHead = 0;
+    }
+    // Callbacks of writes completed together come back to back: look at the window once, after
+    // the last of them, so an update carries everything the host drained.
+    if (!this.windowCheckQueued) {
+      this.windowCheckQueued = true;
+      queueMicrotask(this.windowCheck);
+    }
+  };
+
+  private windowCheckQueued = false;
+  private readonly windowCheck = (): void => {
+    this.windowCheckQueued = false;
+    this.onWritten();
+  };
 
   private onDelayedAck(): void {
     if (this.ackPending && this.state !== TcpState.CLOSED) this.sendAck();
@@ -780,9 +932,7 @@ export class TcpFlow implements TcpEndpoints {
   /** Window field for an outgoing segment (scaled); moves the advertised edge right, never left. */
   private advertise(): number {
     const limit = this.table.config.bufferLimit;
-    const sock = this.socket;
-    const buffered = sock !== null ? sock.writableLength : 0;
-    const avail = Math.max(0, limit - buffered);
+    const avail = Math.max(0, limit - this.buffered());
     const rcvNxt = this.rcvNxt;
     let wnd = Math.max(0, seqDiff(this.rcvAdvEdge, rcvNxt));
     if (avail - wnd >= Math.min(limit >> 1, this.rcvMss)) wnd = avail;
@@ -791,6 +941,13 @@ export class TcpFlow implements TcpEndpoints {
     if (field > 0xffff) field = 0xffff;
     this.rcvAdvEdge = seqAdd(rcvNxt, field * 2 ** shift);
     return field;
+  }
+
+  /** Bytes received and not yet taken by the host kernel (what the window must leave room for). */
+  private buffered(): number {
+    const sock = this.socket;
+    const queued = sock !== null ? sock.writableLength : 0;
+    return (queued > this.slabUsed ? queued : this.slabUsed) + this.wBytes;
   }
 
   /** Host consumed written data: reopen a window that had become small. */
@@ -802,7 +959,7 @@ export class TcpFlow implements TcpEndpoints {
     const step = Math.min(limit >> 1, this.rcvMss);
     const old = Math.max(0, seqDiff(this.rcvAdvEdge, this.rcvNxt));
     if (old >= step) return;
-    const avail = limit - sock.writableLength;
+    const avail = limit - this.buffered();
     if (avail - old >= step) this.sendAck();
   };
 
@@ -1106,6 +1263,9 @@ export class TcpFlow implements TcpEndpoints {
     this.rtx.cancel();
     this.delack.cancel();
     this.life.cancel();
+    this.wCount = 0;
+    this.wBytes = 0;
+    this.wBuf = null;
     this.table.release(this);
   }
 }
@@ -1115,7 +1275,7 @@ export class TcpFlowTable {
   readonly config: TcpConfig;
   readonly counters: TcpCounters = {
     opened: 0, refused: 0, unreachable: 0, resets: 0, resetsReceived: 0, retransmits: 0,
-    droppedOutOfOrder: 0, rejectedFull: 0, timeouts: 0,
+    droppedOutOfOrder: 0, rejectedFull: 0, timeouts: 0, directBytes: 0, copiedBytes: 0,
   };
   /** Reused option objects (no allocation per segment). */
   readonly synScratch: TcpSynOptions = { mss: 0, wscale: 0 };
