@@ -67,3 +67,18 @@ describe('Ipv4Reassembler', () => {
     expect(r.drops.tooBig).toBe(1);
   });
 });
+
+describe('Ipv4Reassembler edge cases shared with IPv6 (FragmentTable)', () => {
+  it('drops a non-final fragment whose length is not a multiple of 8', () => {
+    const r = new Ipv4Reassembler();
+    expect(r.add(fragment(data, 0, 1479, true))).toBeNull();
+    expect(r.drops.badLength).toBe(1);
+    expect(r.inProgress).toBe(0);
+  });
+  it('drops a fragment that reaches past the final length', () => {
+    const r = new Ipv4Reassembler();
+    r.add(fragment(data, 8, 8, false)); // total = 16
+    expect(r.add(fragment(data, 16, 8, true))).toBeNull();
+    expect(r.drops.overlap).toBe(1);
+  });
+});
