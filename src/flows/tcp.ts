@@ -1377,6 +1377,12 @@ export class TcpFlowTable {
     d.length = 0;
   }
 
+  /** Every flow in the table (read-only view: listing, statistics; do not add or remove while iterating). */
+  *flows(): IterableIterator<TcpFlow> {
+    for (const m of this.v4.values()) yield* m.values();
+    yield* this.v6.values();
+  }
+
   /** Reset every flow (shutdown). */
   closeAll(): void {
     const all: TcpFlow[] = [];
