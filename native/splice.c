@@ -29,9 +29,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -79,6 +83,7 @@ typedef struct {
   int pr, pw;            /* pipe read/write ends */
   size_t pipe_size;
   size_t pending;        /* bytes in the pipe */
+  bool pooled;           /* the pipe may go back to the pool when it ends empty */
   bool src_eof, shut;    /* saw EOF on src; sent shutdown(dst, SHUT_WR) */
   bool want_read, want_write;
   double bytes;
@@ -107,11 +112,18 @@ static void relay_uv_closed(uv_handle_t *h) {
   relay_maybe_free(r);
 }
 
+static bool pipe_pool_put(int r, int w, size_t size);
+
 static void relay_release_pipes(relay_t *r) {
   for (int i = 0; i < 2; i++) {
-    if (r->dir[i].pr >= 0) close(r->dir[i].pr);
-    if (r->dir[i].pw >= 0) close(r->dir[i].pw);
-    r->dir[i].pr = r->dir[i].pw = -1;
+    direction_t *d = &r->dir[i];
+    if (d->pr >= 0 && d->pw >= 0 && d->pooled && d->pending == 0 && pipe_pool_put(d->pr, d->pw, d->pipe_size)) {
+      d->pr = d->pw = -1;
+      continue;
+    }
+    if (d->pr >= 0) close(d->pr);
+    if (d->pw >= 0) close(d->pw);
+    d->pr = d->pw = -1;
   }
 }
 
@@ -282,7 +294,54 @@ static void relay_finalize(napi_env env, void *data, void *hint) {
   relay_maybe_free(r);
 }
 
+/*
+ * Pipe pool: empty pipes of the default size kept for the next relay, so an accepted connection
+ * costs no pipe2/F_SETPIPE_SZ (and no allocation of the pipe's ring) and a burst of short
+ * connections does not churn the per-user pipe accounting.  Only pipes that ended empty go back.
+ * Guarded by a mutex: the addon may be loaded by more than one thread.
+ */
+#define PIPE_POOL_MAX 32
+static struct { int r, w; size_t size; } pipe_pool[PIPE_POOL_MAX];
+static int pipe_pool_n;
+static uv_mutex_t pipe_pool_lock;
+static uv_once_t pipe_pool_once = UV_ONCE_INIT;
+static void pipe_pool_init(void) { uv_mutex_init(&pipe_pool_lock); }
+
+static bool pipe_pool_get(direction_t *d, size_t want) {
+  bool ok = false;
+  uv_once(&pipe_pool_once, pipe_pool_init);
+  uv_mutex_lock(&pipe_pool_lock);
+  for (int i = pipe_pool_n - 1; i >= 0; i--) {
+    if (pipe_pool[i].size != want) continue;
+    d->pr = pipe_pool[i].r;
+    d->pw = pipe_pool[i].w;
+    d->pipe_size = pipe_pool[i].size;
+    pipe_pool[i] = pipe_pool[--pipe_pool_n];
+    ok = true;
+    break;
+  }
+  uv_mutex_unlock(&pipe_pool_lock);
+  return ok;
+}
+
+/* Give an empty pipe back (true) or refuse (false: the caller closes it). */
+static bool pipe_pool_put(int r, int w, size_t size) {
+  bool ok = false;
+  uv_once(&pipe_pool_once, pipe_pool_init);
+  uv_mutex_lock(&pipe_pool_lock);
+  if (pipe_pool_n < PIPE_POOL_MAX) {
+    pipe_pool[pipe_pool_n].r = r;
+    pipe_pool[pipe_pool_n].w = w;
+    pipe_pool[pipe_pool_n].size = size;
+    pipe_pool_n++;
+    ok = true;
+  }
+  uv_mutex_unlock(&pipe_pool_lock);
+  return ok;
+}
+
 static int make_pipe(direction_t *d, int want) {
+  if (pipe_pool_get(d, (size_t)want)) { d->pooled = true; return 0; }
   int p[2];
   if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return errno;
   d->pr = p[0];
@@ -292,7 +351,40 @@ static int make_pipe(direction_t *d, int want) {
   for (int sz = want; sz >= 65536 && got < 0; sz /= 2) got = fcntl(d->pw, F_SETPIPE_SZ, sz);
   if (got < 0) got = fcntl(d->pw, F_GETPIPE_SZ);
   d->pipe_size = got > 0 ? (size_t)got : 65536;
+  /* only pipes that got the size asked for are pooled (a smaller one was a limit's answer) */
+  d->pooled = d->pipe_size == (size_t)want;
   return 0;
+}
+
+/*
+ * Socket buffers.  Left to autotuning, a relayed socket's send buffer stops at tcp_wmem[2] and the
+ * relay wakes (and stalls) each time the destination refuses a pipe-full; fixed large buffers
+ * halve the relay's CPU per GB and raise throughput (docs/forwarding.md, measured).  Only where
+ * net.core.{r,w}mem_max allow at least RELAY_SOCKBUF: setting a smaller size would turn
+ * autotuning off for less than it reaches on its own.
+ */
+#define RELAY_SOCKBUF (4 << 20)
+static int sockbuf_allowed = -1; /* bit 0: rcvbuf, bit 1: sndbuf */
+
+static long read_sysctl(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  long v = -1;
+  if (fscanf(f, "%ld", &v) != 1) v = -1;
+  fclose(f);
+  return v;
+}
+
+static void relay_tune_socket(int fd) {
+  if (sockbuf_allowed < 0) {
+    int a = 0;
+    if (read_sysctl("/proc/sys/net/core/rmem_max") >= RELAY_SOCKBUF) a |= 1;
+    if (read_sysctl("/proc/sys/net/core/wmem_max") >= RELAY_SOCKBUF) a |= 2;
+    sockbuf_allowed = a;
+  }
+  int v = RELAY_SOCKBUF;
+  if (sockbuf_allowed & 1) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
+  if (sockbuf_allowed & 2) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
 }
 
 /* new SpliceRelay(fdA, fdB, onDone, pipeSize?) */
@@ -326,6 +418,7 @@ static napi_value relay_new(napi_env env, napi_callback_info info) {
   }
   r->dir[0].src = r->fd[0]; r->dir[0].dst = r->fd[1];
   r->dir[1].src = r->fd[1]; r->dir[1].dst = r->fd[0];
+  for (int i = 0; i < 2; i++) relay_tune_socket(r->fd[i]);
   for (int i = 0; i < 2; i++) {
     int fl = fcntl(r->fd[i], F_GETFL);
     if (fl < 0 || fcntl(r->fd[i], F_SETFL, fl | O_NONBLOCK) < 0) {
@@ -620,6 +713,90 @@ static bool arg_fd(napi_env env, napi_callback_info info, int *fd) {
   return true;
 }
 
+/*
+ * connectFd(fd, address, port, bindAddress|null): bind (when asked) and start a non-blocking
+ * connect of a stream socket (made in the container netns by the agent, so the addresses are the
+ * netns's).  Returns null when connected, "EINPROGRESS" when the caller must wait for it
+ * (ConnectWatch), or the errno name of the failure.  On the netns's loopback the handshake has
+ * normally finished when connect() returns (the SYN-ACK waits in the socket's backlog, processed
+ * at release), so a 0-timeout poll settles it here and saves the caller an event-loop turn.
+ */
+static int fill_addr(int family, const char *a, int port, struct sockaddr_storage *ss, socklen_t *sl) {
+  memset(ss, 0, sizeof *ss);
+  if (family == AF_INET) {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, a, &s4->sin_addr) != 1) return EINVAL;
+    *sl = sizeof *s4;
+  } else {
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, a, &s6->sin6_addr) != 1) return EINVAL;
+    *sl = sizeof *s6;
+  }
+  return 0;
+}
+
+static napi_value js_connect_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) { sw_throw_type(env, "connectFd(fd, address, port[, bindAddress])"); return NULL; }
+  int64_t fd, port;
+  if (!sw_get_int(env, argv[0], "fd", 0, INT_MAX, &fd)) return NULL;
+  if (!sw_get_int(env, argv[2], "port", 1, 65535, &port)) return NULL;
+  char addr[64], bind_addr[64];
+  size_t n;
+  if (napi_get_value_string_utf8(env, argv[1], addr, sizeof addr, &n) != napi_ok) { sw_throw_type(env, "address must be a string"); return NULL; }
+  bool do_bind = false;
+  if (argc > 3) {
+    napi_valuetype t;
+    napi_typeof(env, argv[3], &t);
+    if (t == napi_string) {
+      if (napi_get_value_string_utf8(env, argv[3], bind_addr, sizeof bind_addr, &n) != napi_ok) return NULL;
+      do_bind = true;
+    } else if (t != napi_null && t != napi_undefined) {
+      sw_throw_type(env, "bindAddress must be a string or null");
+      return NULL;
+    }
+  }
+  int family = 0;
+  socklen_t fl = sizeof family;
+  int err = 0;
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  if (getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &family, &fl) < 0) err = errno;
+  else if (family != AF_INET && family != AF_INET6) err = EAFNOSUPPORT;
+  if (!err && do_bind) {
+    err = fill_addr(family, bind_addr, 0, &ss, &sl);
+    if (!err && bind((int)fd, (struct sockaddr *)&ss, sl) < 0) err = errno;
+  }
+  if (!err) err = fill_addr(family, addr, (int)port, &ss, &sl);
+  if (!err) {
+    int c;
+    do c = connect((int)fd, (struct sockaddr *)&ss, sl); while (c < 0 && errno == EINTR);
+    if (c < 0) err = errno;
+    if (err == EINPROGRESS) {
+      struct pollfd p = { .fd = (int)fd, .events = POLLOUT };
+      if (poll(&p, 1, 0) == 1) {
+        int soerr = 0;
+        socklen_t el = sizeof soerr;
+        err = getsockopt((int)fd, SOL_SOCKET, SO_ERROR, &soerr, &el) < 0 ? errno : soerr;
+      }
+    }
+  }
+  napi_value v;
+  if (!err) {
+    napi_get_null(env, &v);
+  } else {
+    const char *name = strerrorname_np(err);
+    napi_create_string_utf8(env, name ? name : "EIO", NAPI_AUTO_LENGTH, &v);
+  }
+  return v;
+}
+
 /* dupFd(fd): a CLOEXEC duplicate. */
 static napi_value js_dup_fd(napi_env env, napi_callback_info info) {
   int fd;
@@ -652,8 +829,9 @@ napi_value sw_init_splice(napi_env env, napi_value exports) {
   napi_property_descriptor fns[] = {
     { "dupFd", NULL, js_dup_fd, NULL, NULL, NULL, napi_enumerable, NULL },
     { "resetClose", NULL, js_reset_close, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "connectFd", NULL, js_connect_fd, NULL, NULL, NULL, napi_enumerable, NULL },
   };
-  NAPI_OK(env, napi_define_properties(env, exports, 2, fns));
+  NAPI_OK(env, napi_define_properties(env, exports, 3, fns));
   napi_property_descriptor r[] = { METHOD("close", relay_close), METHOD("stats", relay_stats) };
   if (!def_class(env, exports, "SpliceRelay", relay_new, 2, r)) return NULL;
   napi_property_descriptor c[] = { METHOD("close", sw_close_method) };

@@ -189,6 +189,7 @@ interface Addon {
   DgramBatch: DgramBatchConstructor;
   dupFd(fd: number): number;
   resetClose(fd: number): void;
+  connectFd(fd: number, address: string, port: number, bindAddress?: string | null): string | null;
   csum(buf: Uint8Array, offset: number, length: number, initial: number): number;
   socketpair(): [number, number];
   setCloexec(fd: number, on: boolean): void;
@@ -210,6 +211,11 @@ export const DgramBatch: DgramBatchConstructor = addon.DgramBatch;
 export const dupFd: (fd: number) => number = addon.dupFd;
 /** Close a socket abortively (SO_LINGER 0): the peer gets a RST. */
 export const resetClose: (fd: number) => void = addon.resetClose;
+/**
+ * Bind (when bindAddress is given) and start a non-blocking connect of a stream socket: null when
+ * connected, "EINPROGRESS" when still connecting (wait with ConnectWatch), else the errno name.
+ */
+export const connectFd: (fd: number, address: string, port: number, bindAddress?: string | null) => string | null = addon.connectFd;
 
 /**
  * Internet checksum partial sum over buf[offset, offset+length): ones'-complement sum of the

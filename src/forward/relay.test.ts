@@ -114,4 +114,31 @@ describe('SpliceRelay', () => {
     expect(await Promise.all(errs)).toEqual(['ECONNRESET', 'ECONNRESET']);
     expect(r.stats().open).toBe(false);
   });
+
+  it('never hands a pipe that still held bytes to the next relay (pipe pool)', async () => {
+    // Relay 1 ends abortively while its a->b pipe holds bytes b never took.
+    const a = await pair();
+    const b = await pair();
+    b.client.pause();
+    const r = new SpliceRelay(a.fd, b.fd, () => {});
+    a.client.on('error', () => {});
+    b.client.on('error', () => {});
+    const chunk = Buffer.alloc(1 << 20, 0x78);
+    for (let i = 0; i < 48; i++) a.client.write(chunk);
+    await new Promise((res) => setTimeout(res, 300));
+    r.close();
+    // Many short relays after it: each sees exactly its own bytes.
+    for (let i = 0; i < 20; i++) {
+      const c = await pair();
+      const d = await pair();
+      const done = new Promise<string | null>((resolve) => new SpliceRelay(c.fd, d.fd, (err) => resolve(err)));
+      d.client.allowHalfOpen = true;
+      const got = collect(d.client);
+      c.client.end(`relay ${i}`);
+      expect((await got).toString()).toBe(`relay ${i}`);
+      d.client.end();
+      await collect(c.client);
+      expect(await done).toBe(null);
+    }
+  });
 });

@@ -60,6 +60,7 @@ export class TcpForward {
   /** Listen on every address of the rule; on failure nothing stays open. */
   async start(): Promise<void> {
     const r = this.rule;
+    if (this.env.mode === 'splice') this.env.sockets.warm(net.isIPv6(r.guestAddress) ? 6 : 4);
     try {
       for (const la of listenAddresses(r.hostAddress, this.env.alsoIpv6)) {
         const srv = this.server();
