@@ -89,7 +89,7 @@ export class PortForwarder {
     return s;
   }
 
-  /** Live forwarded flows (spliced TCP connections, UDP peers). */
+  /** Live forwarded flows (spliced and tap-mode TCP connections, UDP peers). */
   flows(): object[] {
     const out: object[] = [];
     const now = Date.now();
@@ -102,6 +102,12 @@ export class PortForwarder {
       } else {
         for (const p of l.impl.list()) out.push({ forward: l.id, proto: 'udp', ...p });
       }
+    }
+    const tapFlows = this.env.tap?.flows?.() ?? [];
+    if (tapFlows.length > 0) {
+      const ids = new Map<ForwardRule, number>();
+      for (const l of this.rules.values()) ids.set(l.rule, l.id);
+      for (const { rule, ...f } of tapFlows) out.push({ forward: rule ? (ids.get(rule) ?? null) : null, proto: 'tcp', path: 'tap', ...f });
     }
     return out;
   }

@@ -21,10 +21,25 @@ import { NetnsSockets } from './netnsSockets.js';
 import { describeEndpoint, listenAddresses, listenTcp, noIpv6 } from './listen.js';
 import type { ForwardCounters, ForwardRule } from './rule.js';
 
+/** A live tap-mode forwarded connection. */
+export interface TapFlowInfo {
+  rule: ForwardRule | undefined;
+  /** The host client. */
+  peer: string;
+  /** Guest address:port. */
+  target: string;
+  /** What the guest sees as the source (gateway:ephemeral). */
+  source: string;
+  state: string;
+  ageMs: number;
+}
+
 /** What tap mode needs from the stack. */
 export interface TapOpener {
   /** Open a connection toward the guest for an accepted socket; false when it could not (socket destroyed). */
-  openToGuest(guestAddress: string, guestPort: number, socket: net.Socket): boolean;
+  openToGuest(guestAddress: string, guestPort: number, socket: net.Socket, rule?: ForwardRule): boolean;
+  /** Live connections it opened (for the flow listing). */
+  flows?(): TapFlowInfo[];
 }
 
 export interface TcpForwardEnv {
@@ -116,7 +131,7 @@ export class TcpForward {
     }
     c.tcpAccepted++;
     if (this.env.mode === 'tap') {
-      if (!this.env.tap || !this.env.tap.openToGuest(this.rule.guestAddress, this.rule.guestPort, sock)) c.tcpFailed++;
+      if (!this.env.tap || !this.env.tap.openToGuest(this.rule.guestAddress, this.rule.guestPort, sock, this.rule)) c.tcpFailed++;
       return;
     }
     void this.splice(sock);

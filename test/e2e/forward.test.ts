@@ -2,10 +2,12 @@
 // reached from the host netns: over the spliced path (default) and over the tap (--forward-mode
 // tap); bulk data arrives intact, iperf3 runs near loopback speed, UDP works with a real client,
 // 500 concurrent connections complete, and unusable ports fail at startup with a clear message.
+import { chownSync, mkdirSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOST_LOOPBACK_BODY, WORLD_HTTP_BODY } from '../lab/data.js';
-import { GUEST, REPO, type Container, type Lab, type Stack } from '../lab/lab.js';
+import { GUEST, REPO, UNPRIV_UID, type Container, type Lab, type Stack } from '../lab/lab.js';
 import { skipReason, slipwayOnly, STACK, titled, useLab } from '../lab/scenario.js';
 import { waitFor } from '../lab/exec.js';
 import { containerServers } from '../lab/container-servers.js';
@@ -152,12 +154,17 @@ describe.skipIf(!!reason)(titled('tap-mode forwards deliver from the gateway add
   const lab = useLab('forward-tap');
   let ctr: Container;
   let stack: Stack;
+  let sock = '';
 
   beforeAll(async () => {
+    const dir = join(lab().tmp, 'run');
+    mkdirSync(dir);
+    chownSync(dir, UNPRIV_UID, UNPRIV_UID);
+    sock = join(dir, 'api.sock');
     ctr = await lab().createContainer();
     stack = await lab().startStack(STACK, ctr, {
       configure: true,
-      extraArgs: ['--forward-mode', 'tap', '-p', '19000:9000', '-p', '19001:9001', '-p', '19080:80'],
+      extraArgs: ['--forward-mode', 'tap', '--api-socket', sock, '-p', '19000:9000', '-p', '19001:9001', '-p', '19080:80'],
     });
     await containerServers(lab(), ctr, ['world', GUEST.configured]);
   });
@@ -169,6 +176,27 @@ describe.skipIf(!!reason)(titled('tap-mode forwards deliver from the gateway add
     const r = await lab().hostExec(['curl', '-sS', '-D', '-', '--max-time', '10', 'http://127.0.0.1:19080/']);
     expect(r.stdout, r.stderr + stack.describe()).toContain(WORLD_HTTP_BODY);
     expect(r.stdout.toLowerCase()).toContain(`x-lab-remote: ${GUEST.gateway}`);
+  });
+
+  it('lists a live tap-mode connection in the API flow listing', async () => {
+    const holder = lab().spawnTracked('tap-flow-holder', ['ip', 'netns', 'exec', lab().hostNs, 'socat', 'TCP4:127.0.0.1:19080', 'SYSTEM:sleep 3']);
+    let flows: Record<string, unknown>[] = [];
+    const listFlows = (): Promise<Record<string, unknown>[]> =>
+      new Promise((resolve, reject) => {
+        const s = net.connect(sock, () => s.end(JSON.stringify({ execute: 'list_flows' })));
+        let out = '';
+        s.on('data', (b: Buffer) => (out += b.toString()));
+        s.on('close', () => resolve((JSON.parse(out) as { return: { flows: Record<string, unknown>[] } }).return.flows));
+        s.on('error', reject);
+      });
+    await waitFor(async () => {
+      flows = await listFlows();
+      return flows.some((f) => f.path === 'tap');
+    }, 5000);
+    expect(flows, stack.describe()).toEqual(
+      expect.arrayContaining([expect.objectContaining({ proto: 'tcp', path: 'tap', target: `${GUEST.configured}:80`, source: expect.stringMatching(/^10\.0\.2\.2:\d+$/) })]),
+    );
+    holder.kill();
   });
 
   it(`uploads ${BYTES / MIB} MiB over the tap with an equal sha256`, async () => {
