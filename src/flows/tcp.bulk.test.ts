@@ -124,10 +124,19 @@ describe('bulk transfer over loopback', () => {
     let count = 0;
     let done: () => void = () => {};
     const finished = new Promise<void>((r) => { done = r; });
+    let sawZero = false;
     const server = net.createServer((s) => {
       s.on('error', () => {});
-      s.pause(); // a slow reader at first: the window must close, then reopen
-      setTimeout(() => s.resume(), 100);
+      // A reader that stops at first: once the kernel's buffers are full the window must close
+      // (waiting for that, not a fixed time: how much the kernel absorbs depends on timing), then
+      // reopen when it reads again.
+      s.pause();
+      const started = Date.now();
+      const check = setInterval(() => {
+        if (!sawZero && Date.now() - started < 5000) return;
+        clearInterval(check);
+        s.resume();
+      }, 5);
       s.on('data', (d) => {
         hash.update(d);
         count += d.length;
@@ -140,7 +149,6 @@ describe('bulk transfer over loopback', () => {
       const g = await connect((server.address() as net.AddressInfo).port, limit);
       const gg = g as Guest & { guestSeq: number };
       let sent = 0;
-      let sawZero = false;
       const pump = (): void => {
         // Send what the last advertised window allows, as one batch.
         let budget = ((g.lastAck + g.lastWindow - (ISN + 1 + sent)) | 0);

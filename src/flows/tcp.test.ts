@@ -486,7 +486,7 @@ describe('guest → host direct socket writes', () => {
 
   it('reuses the slab across wraps; the window never promises more than the slab has free', async () => {
     const { env, table, sock, iss } = direct({ n: 0 }, 4096);
-    const flow = table.lookup(4, GUEST, GPORT, REMOTE, RPORT) as unknown as { slabUsed: number; slabHead: number };
+    const flow = table.lookup(4, GUEST, GPORT, REMOTE, RPORT) as unknown as { slabInUse(): number; slabHead: number };
     const fresh = vi.spyOn(Buffer, 'copyBytesFrom');
     const stream = bytes(30000);
     let seq = ISN + 1;
@@ -503,7 +503,7 @@ describe('guest → host direct socket writes', () => {
         table.flushAcks();
         if (flow.slabHead < head) wrapped = true;
         for (const a of env.take()) {
-          expect(a.window).toBeLessThanOrEqual(4096 - flow.slabUsed);
+          expect(a.window).toBeLessThanOrEqual(4096 - flow.slabInUse());
           edge = Math.max(edge, a.ack + a.window);
         }
       }
@@ -770,6 +770,20 @@ describe('close', () => {
     expect(env.closedFlows).toHaveLength(0);
     vi.advanceTimersByTime(1);
     expect(env.closedFlows).toEqual([flow]);
+  });
+
+  it('sends the FIN on the last data segment when the host has already ended', () => {
+    useFakeTimers();
+    const { env, table } = make();
+    const { flow, sock, iss } = open(env, table, { mss: 1460 }, 0); // guest window closed
+    sock.emit('data', bytes(100));
+    sock.emit('end');
+    expect(env.take()).toEqual([]);
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1, ack: u32(iss + 1), flags: ACK, window: 65535 }));
+    expect(env.take().map((o) => [o.flags, o.seq - iss, o.data.length])).toEqual([[ACK | PSH | FIN, 1, 100]]);
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1, ack: u32(iss + 102), flags: ACK, window: 65535 }));
+    expect(flow.stateName).toBe('FIN_WAIT_2');
+    expect(env.take()).toEqual([]);
   });
 
   it('retransmits an unacknowledged FIN', () => {

@@ -439,8 +439,10 @@ export class TcpFlow implements TcpEndpoints {
   /** Copies of what the socket did not take at once; a ring reused as writes complete. */
   private slab: Buffer | null = null;
   private slabHead = 0;
-  /** Slab bytes not yet released by their write callback (the current run included). */
-  private slabUsed = 0;
+  /** Bytes of slab runs handed to the socket whose write callback has not come yet. */
+  private slabPending = 0;
+  /** Fresh copies (slab full) handed to the socket and not yet called back. */
+  private freshPending = 0;
   private runStart = 0;
   private runLen = 0;
   /** Lengths of slab runs handed to the socket, oldest first (from runsHead). */
@@ -830,7 +832,7 @@ export class TcpFlow implements TcpEndpoints {
     const counters = this.table.counters;
     let skip = 0;
     const direct = this.table.env.writeSlices;
-    if (direct !== undefined && this.slabUsed === 0 && sock.writableLength === 0 && !sock.connecting) {
+    if (direct !== undefined && sock.writableLength === 0 && !sock.connecting) {
       const fd = socketFd(sock);
       if (fd >= 0) {
         const r = direct(fd, buf, sl, n);
@@ -863,17 +865,20 @@ export class TcpFlow implements TcpEndpoints {
       let slab = this.slab;
       if (slab === null) slab = this.slab = Buffer.allocUnsafeSlow(this.table.config.bufferLimit);
       const cap = slab.length;
-      if (this.slabUsed === 0) this.slabHead = 0;
+      let used = this.slabInUse();
+      if (used === 0) this.slabHead = 0;
       if (this.slabHead === cap) {
         this.endRun(sock);
         this.slabHead = 0;
+        used = this.slabInUse();
       }
       const head = this.slabHead;
-      const room = head - this.slabUsed >= 0 ? cap - head : cap - this.slabUsed;
+      const room = head - used >= 0 ? cap - head : cap - used;
       if (room === 0) {
         // Beyond what we advertised (never for a guest honouring the window): a fresh copy.
         this.endRun(sock);
-        sock.write(Buffer.copyBytesFrom(buf, off, len), this.onWritten);
+        this.freshPending++;
+        sock.write(Buffer.copyBytesFrom(buf, off, len), this.onFreshWritten);
         return;
       }
       const k = len < room ? len : room;
@@ -881,7 +886,6 @@ export class TcpFlow implements TcpEndpoints {
       if (this.runLen === 0) this.runStart = head;
       this.runLen += k;
       this.slabHead = head + k;
-      this.slabUsed += k;
       off += k;
       len -= k;
     }
@@ -894,13 +898,14 @@ export class TcpFlow implements TcpEndpoints {
     this.runLen = 0;
     const slab = this.slab as Buffer;
     this.runs.push(len);
+    this.slabPending += len;
     sock.write(slab.subarray(this.runStart, this.runStart + len), this.onSlabWritten);
   }
 
   /** A slab run was written (or failed: the socket is going away): release its space. */
   private readonly onSlabWritten = (): void => {
     const runs = this.runs;
-    if (this.runsHead < runs.length) this.slabUsed -= runs[this.runsHead++];
+    if (this.runsHead < runs.length) this.slabPending -= runs[this.runsHead++];
     if (this.runsHead === runs.length) {
       runs.length = 0;
       this.runsHead = 0;
@@ -915,6 +920,26 @@ export class TcpFlow implements TcpEndpoints {
       queueMicrotask(this.windowCheck);
     }
   };
+
+  private readonly onFreshWritten = (): void => {
+    this.freshPending--;
+    this.onWritten();
+  };
+
+  /**
+   * Slab bytes the socket may still read (an upper bound): the current run, plus issued runs not
+   * yet called back, but never more than Node still holds (`writableLength` drops when libuv has
+   * written, a tick before the callbacks; runs complete in order, so the oldest are the ones done).
+   */
+  private slabInUse(): number {
+    let pending = this.slabPending;
+    const sock = this.socket;
+    if (pending > 0 && this.freshPending === 0 && sock !== null) {
+      const wl = sock.writableLength;
+      if (wl < pending) pending = wl;
+    }
+    return pending + this.runLen;
+  }
 
   private windowCheckQueued = false;
   private readonly windowCheck = (): void => {
@@ -947,7 +972,8 @@ export class TcpFlow implements TcpEndpoints {
   private buffered(): number {
     const sock = this.socket;
     const queued = sock !== null ? sock.writableLength : 0;
-    return (queued > this.slabUsed ? queued : this.slabUsed) + this.wBytes;
+    const slab = this.slabInUse();
+    return (queued > slab ? queued : slab) + this.wBytes;
   }
 
   /** Host consumed written data: reopen a window that had become small. */
@@ -1004,16 +1030,23 @@ export class TcpFlow implements TcpEndpoints {
       q.locate(pos);
       if (q.locLen < n) n = q.locLen;
       const rtx = seqLt(this.sndNxt, this.sndMax);
-      const flags = n === avail ? ACK | PSH : ACK;
+      // The last queued bytes after the host's EOF carry the FIN (one frame, not two).
+      const fin = n === avail && this.hostEof && !this.finAcked;
+      const flags = n === avail ? (fin ? ACK | PSH | FIN : ACK | PSH) : ACK;
       env.emit(this, flags, this.sndNxt, this.rcvNxt, this.advertise(), q.locBuf, q.locOff, n);
       if (rtx) this.table.counters.retransmits++;
       else if (this.rttAt === 0 && this.backoff === 0) {
         this.rttAt = Date.now();
         this.rttSeq = seqAdd(this.sndNxt, n);
       }
-      this.sndNxt = seqAdd(this.sndNxt, n);
+      this.sndNxt = seqAdd(this.sndNxt, fin ? n + 1 : n);
       if (seqLt(this.sndMax, this.sndNxt)) this.sndMax = this.sndNxt;
       sent++;
+      if (fin) {
+        if (!this.finSent) this.life.arm(this.table.config.halfClosedTimeoutMs);
+        this.finSent = true;
+        break;
+      }
     }
     if (sent < maxSegs && this.hostEof && seqDiff(this.sndNxt, this.sndUna) === q.bytes && (!this.finSent || (!this.finAcked && this.sndNxt !== this.sndMax))) {
       if (this.finSent) this.table.counters.retransmits++;
