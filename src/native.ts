@@ -194,6 +194,7 @@ interface Addon {
   socketpair(): [number, number];
   setCloexec(fd: number, on: boolean): void;
   closeFd(fd: number): void;
+  mallocTrim(): boolean;
   writeSlices(fd: number, buf: Uint8Array, offLen: Int32Array, count: number): number;
 }
 
@@ -227,6 +228,8 @@ export const csum: (buf: Uint8Array, offset: number, length: number, initial: nu
 export const socketpair: () => [number, number] = addon.socketpair;
 export const setCloexec: (fd: number, on: boolean) => void = addon.setCloexec;
 export const closeFd: (fd: number) => void = addon.closeFd;
+/** glibc malloc_trim(0): return the C heap's free memory to the kernel; true if any was released. */
+export const mallocTrim: () => boolean = addon.mallocTrim;
 /**
  * Write `count` (offset, length) slices of `buf` (pairs in offLen) to a connected stream socket
  * fd without blocking: bytes written, or -errno (EAGAIN included). Never throws on I/O errors,

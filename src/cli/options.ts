@@ -40,6 +40,8 @@ export interface RunPlan {
   outboundAddress6?: string;
   /** Checksum and segmentation offload on the tap (IFF_VNET_HDR + TUNSETOFFLOAD). */
   offload: boolean;
+  /** Capture every frame crossing the tap to this pcap file. */
+  pcap?: string;
 }
 
 /** A usage error: print the message and exit 1 (2 is commander's for unknown options). */
@@ -102,6 +104,7 @@ function addCommonOptions(cmd: Command): Command {
     .option('--outbound-addr <addr>', 'bind outgoing IPv4 host sockets to this address')
     .option('--outbound-addr6 <addr>', 'bind outgoing IPv6 host sockets to this address')
     .option('--no-offload', 'no checksum/segmentation offload on the tap (IFF_VNET_HDR): every frame is at most the MTU')
+    .option('--pcap <path>', 'capture every frame crossing the tap, both ways, to this pcap file (tcpdump -r PATH)')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'));
 }
 
@@ -130,6 +133,7 @@ interface CommonOpts {
   outboundAddr?: string;
   outboundAddr6?: string;
   offload: boolean;
+  pcap?: string;
 }
 
 function buildPlan(mode: 'attach' | 'run', o: CommonOpts, configureDefault: boolean): Omit<RunPlan, 'target' | 'command'> {
@@ -173,6 +177,7 @@ function buildPlan(mode: 'attach' | 'run', o: CommonOpts, configureDefault: bool
   if (o.outboundAddr6 !== undefined && !ipaddr.IPv6.isValid(o.outboundAddr6)) {
     throw new UsageError(`--outbound-addr6 "${o.outboundAddr6}" is not an IPv6 address`);
   }
+  if (o.pcap !== undefined && o.pcap.trim() === '') throw new UsageError('--pcap needs a file path');
   let dnsUpstreams: { address: string; port: number }[] | null = null;
   if (o.dnsUpstream) {
     try {
@@ -207,6 +212,7 @@ function buildPlan(mode: 'attach' | 'run', o: CommonOpts, configureDefault: bool
     outboundAddress: o.outboundAddr,
     outboundAddress6: o.outboundAddr6,
     offload: o.offload,
+    pcap: o.pcap,
   };
 }
 

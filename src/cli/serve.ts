@@ -9,7 +9,7 @@ import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
 import { NamespaceAgent, type AgentOptions } from '../agent/NamespaceAgent.js';
 import { HeldCommand } from '../agent/HeldCommand.js';
-import { Tap, FdWatch, PingSocket, csum, type Tap as TapHandle, type FdWatch as FdWatchHandle } from '../native.js';
+import { Tap, FdWatch, PingSocket, csum, mallocTrim, type Tap as TapHandle, type FdWatch as FdWatchHandle } from '../native.js';
 import { setPartialSum } from '../wire/checksum.js';
 import { VNET_HDR_LEN } from '../wire/vnet.js';
 import { formatIpv4 } from '../wire/ipv4.js';
@@ -22,6 +22,10 @@ import { PortForwarder } from '../forward/PortForwarder.js';
 import { GatewayOpener } from '../forward/tapOpen.js';
 import { ApiServer, checkSocketPath } from '../control/ApiServer.js';
 import { forwarderBackend } from '../control/backend.js';
+import type { FrameWriter } from '../link/sink.js';
+import type { FrameReceiver } from '../link/frames.js';
+import { PcapWriter } from '../link/pcap.js';
+import { FaultInjector } from '../link/faults.js';
 
 /** The agent's exit code when the target PID it watches has exited. */
 const TARGET_EXITED = 10;
@@ -55,6 +59,28 @@ function searchDomains(plan: RunPlan): string[] {
   }
 }
 
+/**
+ * After a burst of traffic, hand the C heap's freed buffers back to the kernel (glibc keeps them
+ * mapped otherwise), so RSS after load is what is in use. Checked every 2 s: a trim happens once
+ * traffic has gone quiet (< 1 MiB in the last interval) after at least 16 MiB moved.
+ */
+function idleTrimmer(bytesMoved: () => number): NodeJS.Timeout {
+  let last = bytesMoved();
+  let sinceTrim = 0;
+  const timer = setInterval(() => {
+    const now = bytesMoved();
+    const delta = now - last;
+    last = now;
+    sinceTrim += delta;
+    if (delta < 1 << 20 && sinceTrim >= 16 << 20) {
+      sinceTrim = 0;
+      mallocTrim();
+    }
+  }, 2000);
+  timer.unref();
+  return timer;
+}
+
 /** Resolve the DNS upstreams: the flags, else the resolver file's nameservers. */
 function dnsUpstreams(plan: RunPlan, log: Logger): { address: string; port: number }[] {
   if (plan.stack.dnsUpstreams) return plan.stack.dnsUpstreams;
@@ -72,6 +98,12 @@ function dnsUpstreams(plan: RunPlan, log: Logger): { address: string; port: numb
 export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   if (plan.apiSocket !== undefined) checkSocketPath(plan.apiSocket);
   setPartialSum(csum);
+  // Frame-path middleware (src/link/frames.ts); both are null, and nothing is wrapped, by default.
+  const faults = FaultInjector.fromEnv(process.env.SLIPWAY_FAULTS);
+  if (faults) {
+    log.warn({ faults: faults.spec }, 'SLIPWAY_FAULTS is set: frames to and from the container are dropped, duplicated, reordered and corrupted ON PURPOSE (a test knob: unset it for normal use)');
+  }
+  const pcap = plan.pcap !== undefined ? PcapWriter.open(plan.pcap, { onError: (m) => log.error(m) }) : null;
   const upstreams = dnsUpstreams(plan, log);
   const config: StackConfig = { ...plan.stack, dnsUpstreams: upstreams };
   const v4 = config.ipv4;
@@ -114,15 +146,18 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   const bindAddress = plan.outboundAddress || plan.outboundAddress6 ? { v4: plan.outboundAddress, v6: plan.outboundAddress6 } : undefined;
   const dns = upstreams.length > 0 && !config.disableDns ? new DnsForwarder({ upstreams, log, bindAddress }) : null;
   let tap: TapHandle | null = null;
+  let writer: FrameWriter = offload
+    ? {
+        write: (f) => tap!.write(f),
+        writev: (p) => tap!.writev(p),
+        writevOffload: (p, gt, gs, cs, co, hl) => tap!.writevOffload(p, gt, gs, cs, co, hl),
+      }
+    : { write: (f) => tap!.write(f), writev: (p) => tap!.writev(p) };
+  if (pcap) writer = pcap.wrapWriter(writer);
+  if (faults) writer = faults.wrapWriter(writer);
   const stack = new Stack({
     config,
-    writer: offload
-      ? {
-          write: (f) => tap!.write(f),
-          writev: (p) => tap!.writev(p),
-          writevOffload: (p, gt, gs, cs, co, hl) => tap!.writevOffload(p, gt, gs, cs, co, hl),
-        }
-      : { write: (f) => tap!.write(f), writev: (p) => tap!.writev(p) },
+    writer,
     log,
     pingFactory: (family, onReply) => new PingSocket(family, onReply),
     dns,
@@ -133,7 +168,10 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   // With offload the guest may send TCP super-frames of up to 64 KiB at any MTU.
   const slotSize = offload ? Math.max(config.mtu, 65535) + 14 : config.mtu + 14;
   const slots = ringSlots(slotSize);
-  tap = new Tap(agent.tapFd, slotSize, slots, (n) => stack.onFrames(tap!.ring, slotSize, tap!.lengths, n, tap!.vnet),
+  let receive: FrameReceiver = (ring, size, lengths, n, vnet) => stack.onFrames(ring, size, lengths, n, vnet);
+  if (faults) receive = faults.wrapReceiver(receive);
+  if (pcap) receive = pcap.wrapReceiver(receive);
+  tap = new Tap(agent.tapFd, slotSize, slots, (n) => receive(tap!.ring, slotSize, tap!.lengths, n, tap!.vnet),
     offload ? VNET_HDR_LEN : 0);
   stack.start();
 
@@ -145,6 +183,11 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     ipv6: config.ipv6 !== null,
   });
   let api: ApiServer | null = null;
+  const middlewareStats = (): object => ({ ...(faults ? { faults: faults.stats() } : {}), ...(pcap ? { pcap: pcap.stats() } : {}) });
+  const trimmer = idleTrimmer(() => {
+    const t = tap!.stats();
+    return t.rxBytes + t.txBytes;
+  });
 
   let finish!: (code: number) => void;
   const done = new Promise<number>((r) => (finish = r));
@@ -153,13 +196,16 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   const shutdown = (code: number, reason: string): void => {
     if (stopping) return;
     stopping = true;
-    log.info({ reason, stats: stack.stats() }, 'shutting down');
+    log.info({ reason, stats: stack.stats(), ...middlewareStats() }, 'shutting down');
     if (log.isLevelEnabled('debug')) log.debug({ memory: memoryReport() }, 'memory at shutdown');
     exitWatch?.close();
+    clearInterval(trimmer);
     api?.close();
     forwarder.close();
     stack.close();
     tap?.close();
+    faults?.close();
+    pcap?.close();
     agent.stop();
     if (plan.pidFile) fs.rmSync(plan.pidFile, { force: true });
     process.off('SIGTERM', onTerm);
@@ -230,7 +276,7 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
         forwarder,
         guestAddress: formatIpv4(v4.guest),
         ipv6: config.ipv6 !== null,
-        stats: () => ({ ...stack.stats(), tap: tap?.stats() ?? null }),
+        stats: () => ({ ...stack.stats(), tap: tap?.stats() ?? null, ...middlewareStats() }),
         stackFlows: () => stack.udp.list().map((u) => ({ proto: 'udp', path: 'nat', ...u })),
       }),
       log,
