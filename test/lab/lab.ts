@@ -117,6 +117,8 @@ export interface StackOptions {
   exitFd?: boolean;
   /** Extra CLI arguments, inserted before the PID. */
   extraArgs?: string[];
+  /** Extra environment for the stack process (e.g. SLIPWAY_FAULTS). */
+  env?: NodeJS.ProcessEnv;
   readyTimeoutMs?: number;
 }
 
@@ -528,7 +530,7 @@ export class Lab {
     }
     const argv = [...this.unprivPrefix(), ...cmd];
     const child = this.spawnTracked(`stack-${kind}-${this.tracked.length}`, argv, {
-      env: this.unprivEnv(),
+      env: { ...this.unprivEnv(), ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe', kind === 'pasta' ? 'ignore' : 'pipe', opts.exitFd ? 'pipe' : 'ignore'],
     });
     const stack = new Stack(kind, child, argv, addresses);
