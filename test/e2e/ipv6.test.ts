@@ -240,3 +240,28 @@ describe.skipIf(!!reason)(titled('IPv6 with --disable-host-loopback and --ipv6-o
     });
   });
 });
+
+describe.skipIf(!!reason)(titled('DNS forwarding to an IPv6-only upstream', reason), () => {
+  const lab = useLab('ipv6-upstream', { ipv6: true });
+  let ctr: Container;
+  let stack: Stack;
+  beforeAll(async () => {
+    ctr = await lab().createContainer();
+    // The only upstream is the world DNS server's IPv6 address.
+    stack = await lab().startStack('slipway', ctr, { configure: true, dnsUpstreams: [`[${NET.dns6}]`] });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it('answers A and AAAA on 10.0.2.3 and fd00::3, over UDP and TCP, through the IPv6 upstream', async () => {
+    for (const server of ['10.0.2.3', DNS6]) {
+      for (const tcp of [[], ['+tcp']]) {
+        const a = await ctr.exec(['dig', ...tcp, '+short', '+time=2', '+tries=1', `@${server}`, NET.worldName, 'A']);
+        expect(a.stdout.trim(), `${server} ${tcp} ${a.stderr}`).toBe(NET.server);
+        const aaaa = await ctr.exec(['dig', ...tcp, '+short', '+time=2', '+tries=1', `@${server}`, NET.worldName, 'AAAA']);
+        expect(aaaa.stdout.trim(), `${server} ${tcp} ${aaaa.stderr}`).toBe(NET.server6);
+      }
+    }
+  });
+});

@@ -117,6 +117,8 @@ export interface StackOptions {
   exitFd?: boolean;
   /** Extra CLI arguments, inserted before the PID. */
   extraArgs?: string[];
+  /** slipway's DNS upstreams (default: the world DNS server's IPv4 address). */
+  dnsUpstreams?: string[];
   /** Extra environment for the stack process (e.g. SLIPWAY_FAULTS). */
   env?: NodeJS.ProcessEnv;
   readyTimeoutMs?: number;
@@ -498,7 +500,7 @@ export class Lab {
           process.execPath, join(REPO, 'bin/slipway'),
           configure ? '--configure' : '--no-configure',
           '--mtu', String(mtu),
-          '--dns-upstream', NET.dns,
+          ...(opts.dnsUpstreams ?? [NET.dns]).flatMap((u) => ['--dns-upstream', u]),
           ...fds,
           ...(opts.disableHostLoopback ? ['--disable-host-loopback'] : []),
           ...(opts.extraArgs ?? []),
