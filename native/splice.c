@@ -29,7 +29,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -356,37 +355,6 @@ static int make_pipe(direction_t *d, int want) {
   return 0;
 }
 
-/*
- * Socket buffers.  Left to autotuning, a relayed socket's send buffer stops at tcp_wmem[2] and the
- * relay wakes (and stalls) each time the destination refuses a pipe-full; fixed large buffers
- * halve the relay's CPU per GB and raise throughput (docs/forwarding.md, measured).  Only where
- * net.core.{r,w}mem_max allow at least RELAY_SOCKBUF: setting a smaller size would turn
- * autotuning off for less than it reaches on its own.
- */
-#define RELAY_SOCKBUF (4 << 20)
-static int sockbuf_allowed = -1; /* bit 0: rcvbuf, bit 1: sndbuf */
-
-static long read_sysctl(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f) return -1;
-  long v = -1;
-  if (fscanf(f, "%ld", &v) != 1) v = -1;
-  fclose(f);
-  return v;
-}
-
-static void relay_tune_socket(int fd) {
-  if (sockbuf_allowed < 0) {
-    int a = 0;
-    if (read_sysctl("/proc/sys/net/core/rmem_max") >= RELAY_SOCKBUF) a |= 1;
-    if (read_sysctl("/proc/sys/net/core/wmem_max") >= RELAY_SOCKBUF) a |= 2;
-    sockbuf_allowed = a;
-  }
-  int v = RELAY_SOCKBUF;
-  if (sockbuf_allowed & 1) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
-  if (sockbuf_allowed & 2) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
-}
-
 /* new SpliceRelay(fdA, fdB, onDone, pipeSize?) */
 static napi_value relay_new(napi_env env, napi_callback_info info) {
   size_t argc = 4;
@@ -418,7 +386,6 @@ static napi_value relay_new(napi_env env, napi_callback_info info) {
   }
   r->dir[0].src = r->fd[0]; r->dir[0].dst = r->fd[1];
   r->dir[1].src = r->fd[1]; r->dir[1].dst = r->fd[0];
-  for (int i = 0; i < 2; i++) relay_tune_socket(r->fd[i]);
   for (int i = 0; i < 2; i++) {
     int fl = fcntl(r->fd[i], F_GETFL);
     if (fl < 0 || fcntl(r->fd[i], F_SETFL, fl | O_NONBLOCK) < 0) {
