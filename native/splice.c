@@ -655,6 +655,65 @@ static napi_value dgram_send_batch(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/*
+ * relayTo(fd, count, address, port): send ring slots [0, count) (the batch just delivered) from
+ * another, unconnected datagram socket fd (the forward's host socket) to address:port with one
+ * sendmmsg: the guest -> host direction of a UDP forward without a copy or a JS call per
+ * datagram.  Non-blocking: what the socket refuses (EAGAIN, ENOBUFS) is dropped, as UDP may.
+ * Returns the number sent.
+ */
+static int fill_addr(int family, const char *a, int port, struct sockaddr_storage *ss, socklen_t *sl);
+
+static napi_value dgram_relay_to(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  dgram_t *d = (dgram_t *)sw_unwrap(env, info, &argc, argv, true);
+  if (!d) return NULL;
+  if (argc < 4) { sw_throw_type(env, "relayTo(fd, count, address, port)"); return NULL; }
+  int64_t fd, count, port;
+  if (!sw_get_int(env, argv[0], "fd", 0, INT_MAX, &fd)) return NULL;
+  if (!sw_get_int(env, argv[1], "count", 0, (int64_t)d->slots, &count)) return NULL;
+  if (!sw_get_int(env, argv[3], "port", 1, 65535, &port)) return NULL;
+  char addr[64];
+  size_t alen;
+  if (napi_get_value_string_utf8(env, argv[2], addr, sizeof addr, &alen) != napi_ok) { sw_throw_type(env, "address must be a string"); return NULL; }
+  int family = 0;
+  socklen_t fl = sizeof family;
+  if (getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &family, &fl) < 0) { sw_throw_errno(env, "getsockopt(SO_DOMAIN)", errno); return NULL; }
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  /* an IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d from node; a plain a.b.c.d
+   * on an AF_INET6 socket needs the mapped form */
+  char mapped[80];
+  const char *a = addr;
+  if (family == AF_INET6 && strchr(addr, ':') == NULL) { snprintf(mapped, sizeof mapped, "::ffff:%s", addr); a = mapped; }
+  if (fill_addr(family, a, (int)port, &ss, &sl) != 0) { sw_throw_type(env, "bad address for this socket"); return NULL; }
+  uint32_t sent = 0;
+  while (sent < (uint32_t)count) {
+    unsigned k = 0;
+    for (; k < DGRAM_MAX_BATCH && sent + k < (uint32_t)count; k++) {
+      size_t i = sent + k;
+      d->iov[k].iov_base = d->ring + i * d->slot_size;
+      d->iov[k].iov_len = (size_t)d->lengths[i];
+      memset(&d->msgs[k].msg_hdr, 0, sizeof d->msgs[k].msg_hdr);
+      d->msgs[k].msg_hdr.msg_name = &ss;
+      d->msgs[k].msg_hdr.msg_namelen = sl;
+      d->msgs[k].msg_hdr.msg_iov = &d->iov[k];
+      d->msgs[k].msg_hdr.msg_iovlen = 1;
+    }
+    int r = sendmmsg((int)fd, d->msgs, k, MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      break; /* EAGAIN, ENOBUFS, ECONNREFUSED, ...: the rest is dropped */
+    }
+    sent += (uint32_t)r;
+    if ((unsigned)r < k) break;
+  }
+  napi_value v;
+  napi_create_uint32(env, sent, &v);
+  return v;
+}
+
 static napi_value dgram_stats(napi_env env, napi_callback_info info) {
   dgram_t *d = (dgram_t *)sw_unwrap(env, info, NULL, NULL, false);
   if (!d) return NULL;
@@ -804,8 +863,9 @@ napi_value sw_init_splice(napi_env env, napi_value exports) {
   napi_property_descriptor c[] = { METHOD("close", sw_close_method) };
   if (!def_class(env, exports, "ConnectWatch", connwatch_new, 1, c)) return NULL;
   napi_property_descriptor d[] = {
-    METHOD("sendBatch", dgram_send_batch), METHOD("stats", dgram_stats), METHOD("close", sw_close_method),
+    METHOD("sendBatch", dgram_send_batch), METHOD("relayTo", dgram_relay_to), METHOD("stats", dgram_stats),
+    METHOD("close", sw_close_method),
   };
-  if (!def_class(env, exports, "DgramBatch", dgram_new, 3, d)) return NULL;
+  if (!def_class(env, exports, "DgramBatch", dgram_new, 4, d)) return NULL;
   return exports;
 }

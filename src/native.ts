@@ -172,6 +172,12 @@ export interface DgramBatch {
   readonly lengths: Int32Array;
   /** Send datagrams; returns how many went out (the rest are dropped: queue full or refused). */
   sendBatch(datagrams: Uint8Array[]): number;
+  /**
+   * Send ring slots [0, count) (the batch being delivered) from another, unconnected datagram
+   * socket fd to address:port with one sendmmsg (no copy, no JS call per datagram); returns how
+   * many went out (the rest are dropped: the socket's queue was full).
+   */
+  relayTo(fd: number, count: number, address: string, port: number): number;
   stats(): { rx: number; tx: number; txDropped: number; errors: number };
   close(): void;
 }

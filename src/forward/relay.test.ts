@@ -1,8 +1,9 @@
 // SpliceRelay over real loopback TCP: bytes both ways, half-close, RST, a large transfer.
 import { createHash, randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SpliceRelay, dupFd } from '../native.js';
+import { DgramBatch, SpliceRelay, dupFd } from '../native.js';
 
 interface Pair {
   client: net.Socket;
@@ -140,5 +141,41 @@ describe('SpliceRelay', () => {
       await collect(c.client);
       expect(await done).toBe(null);
     }
+  });
+});
+
+describe('DgramBatch.relayTo', () => {
+  it('sends a received batch from another socket to a peer, datagram boundaries kept', async () => {
+    const bindUdp = (): Promise<dgram.Socket> =>
+      new Promise((resolve) => {
+        const s = dgram.createSocket('udp4');
+        s.bind(0, '127.0.0.1', () => resolve(s));
+      });
+    const [inner, sender, host, peer] = await Promise.all([bindUdp(), bindUdp(), bindUdp(), bindUdp()]);
+    const port = (s: dgram.Socket) => s.address().port;
+    // `inner` plays the container-side socket: connected to `sender`, read by DgramBatch.
+    await new Promise<void>((r) => inner.connect(port(sender), '127.0.0.1', () => r()));
+    const innerPort = port(inner);
+    const fd = dupFd((inner as unknown as { _handle: { fd: number } })._handle.fd);
+    inner.close();
+    const hostFd = (host as unknown as { _handle: { fd: number } })._handle.fd;
+    let relayed = 0;
+    const b = new DgramBatch(fd, 2048, 16, (n) => {
+      relayed += b.relayTo(hostFd, n, '127.0.0.1', port(peer));
+    });
+    const got: string[] = [];
+    const all = new Promise<void>((resolve) =>
+      peer.on('message', (m, rinfo) => {
+        expect(rinfo.port).toBe(port(host));
+        got.push(m.toString());
+        if (got.length === 40) resolve();
+      }),
+    );
+    for (let i = 0; i < 40; i++) sender.send(`datagram ${i}`, innerPort, '127.0.0.1');
+    await all;
+    expect(got.sort()).toEqual(Array.from({ length: 40 }, (_, i) => `datagram ${i}`).sort());
+    expect(relayed).toBe(40);
+    b.close();
+    for (const s of [sender, host, peer]) s.close();
   });
 });

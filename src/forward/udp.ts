@@ -8,7 +8,9 @@
  * the netns), else the netns loopback.
  *
  * Batching: the container-side socket is a native DgramBatch (recvmmsg into a ring, one JS call
- * per batch; sendmmsg for what the host socket delivered in one loop turn). Bounded: at most
+ * per batch; sendmmsg for what the host socket delivered in one loop turn), and a batch from the
+ * container goes out of the host socket's fd with one sendmmsg straight from that ring
+ * (`relayTo`). The host socket's receive side is still node's (one callback per datagram). Bounded: at most
  * `maxPeers` mappings (the least recently used is evicted), at most 64 datagrams queued per peer
  * while its socket is being made, idle mappings expire after `idleMs`.
  */
@@ -200,6 +202,14 @@ export class UdpForward {
     const b = p.batch;
     if (b === null || p.closed) return;
     p.lastUsed = Date.now();
+    // Straight from the ring to the peer through the host socket's fd: one sendmmsg per batch.
+    const fd = (p.host as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd === 'number' && fd >= 0) {
+      const sent = b.relayTo(fd, n, p.address, p.port);
+      this.env.counters.udpToHost += sent;
+      this.env.counters.udpDropped += n - sent;
+      return;
+    }
     for (let i = 0; i < n; i++) {
       // Copy: the ring is reused after this callback, and dgram sends asynchronously.
       const d = Buffer.from(b.ring.subarray(i * SLOT, i * SLOT + b.lengths[i]));
