@@ -142,6 +142,8 @@ w.on('message', (m) => { out.worker = m; process.stdout.write(JSON.stringify(out
     }
     afterEach(() => {
       if (dir) rmSync(dir, { recursive: true, force: true });
+      // The seccomp-only probe (no sandbox) may write its marker into the checkout.
+      rmSync(join(REPO, 'probe-write'), { force: true });
     });
 
     it('--enable-seccomp (as root, no sandbox): mount, ptrace, bpf, unshare get EPERM in a child; io_uring ENOSYS; Node and worker threads run', async () => {
