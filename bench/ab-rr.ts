@@ -1,0 +1,156 @@
+// A/B of slipway builds on the RR and connection-rate rows (bench/rr.c), alternating builds
+// within one run so a noisy shared machine loads both alike. Besides the client's own result it
+// reads the stack's CPU time (utime+stime of its process tree, /proc) over each measurement, so
+// CPU µs per transaction / per connection is comparable even when wall time is not.
+//
+// Also per op: frames the stack wrote to / read from the guest (tap0 counters in the container)
+// and the stack's voluntary context switches (sleeps); rows `down`/`up` are iperf3 to the world
+// (Gbit/s, stack CPU s/GB, frames to the guest per MB).
+//
+//   npx tsx bench/ab-rr.ts --build A=/path/to/checkout --build B=/other/checkout \
+//     [--rounds 5] [--seconds 2] [--mtu 65520] [--rows rr,crr,down,up] [--env NAME=VALUE]
+//
+// Each build directory is a full checkout with `npm run build` done (bin/, dist/, build/Release),
+// e.g. `git worktree add --detach /tmp/slw/base HEAD`, a node_modules symlink, `npm run build`.
+// Rounds alternate the order of the builds; the summary prints medians and every sample.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type Container, Lab, NET, PORTS, Stack } from '../test/lab/lab.js';
+import { BENCH_PORTS, buildRr, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, processTree, startBenchServers } from './harness.js';
+import { sleep } from '../test/lab/exec.js';
+
+const { values: args } = parseArgs({
+  options: {
+    build: { type: 'string', multiple: true },
+    rounds: { type: 'string', default: '5' },
+    seconds: { type: 'string', default: '2' },
+    mtu: { type: 'string', default: '65520' },
+    rows: { type: 'string', default: 'rr,crr' },
+    env: { type: 'string', multiple: true },
+  },
+  strict: true,
+});
+const builds = (args.build ?? []).map((b) => {
+  const i = b.indexOf('=');
+  return { name: b.slice(0, i), dir: b.slice(i + 1) };
+});
+if (builds.length === 0) throw new Error('--build NAME=DIR (one or more)');
+const ROUNDS = Number(args.rounds);
+const SECONDS = Number(args.seconds);
+const MTU = args.mtu!;
+const ROWS = args.rows!.split(',');
+const extraEnv = Object.fromEntries((args.env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+
+function parseJsonLine(text: string): Record<string, number> | undefined {
+  const line = text.trim().split('\n').reverse().find((l) => l.startsWith('{'));
+  return line ? (JSON.parse(line) as Record<string, number>) : undefined;
+}
+
+function wakeups(pid: number): number {
+  let n = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      n += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      /* gone */
+    }
+  }
+  return n;
+}
+
+async function tapPackets(c: Container): Promise<{ rx: number; tx: number }> {
+  const r = await c.exec(['cat', '/proc/net/dev']);
+  const f = (/^\s*tap0:(.*)$/m.exec(r.stdout)?.[1] ?? '').trim().split(/\s+/).map(Number);
+  return { rx: f[1] ?? NaN, tx: f[9] ?? NaN };
+}
+
+async function main(): Promise<void> {
+  const lab = await Lab.create('abrr', { iperf: ROWS.some((r) => r === 'down' || r === 'up') });
+  const results = new Map<string, Record<string, number[]>>();
+  try {
+    const rrBin = await buildRr(lab);
+    await startBenchServers(lab, rrBin);
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = round % 2 === 0 ? builds : [...builds].reverse();
+      for (const b of order) {
+        const container = await lab.createContainer();
+        const argv = [
+          ...lab.unprivPrefix(), process.execPath, join(b.dir, 'bin/slipway'), '--configure', '--mtu', MTU,
+          '--dns-upstream', NET.dns, '--ready-fd', '3', String(container.pid),
+        ];
+        const child = lab.spawnTracked(`ab-${b.name}-${round}`, argv, { env: { ...lab.unprivEnv(), ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+        const stack = new Stack('slipway', child, argv, { gateway: '10.0.2.2', dns: '10.0.2.3', guest: '10.0.2.100' });
+        await new Promise<void>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error(`${b.name}: not ready: ${stack.stderr.text()}`)), 20_000);
+          (child.stdio[3] as NodeJS.ReadableStream).once('data', () => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
+        await sleep(200);
+        const r = results.get(b.name) ?? {};
+        results.set(b.name, r);
+        const add = (k: string, v: number): void => {
+          (r[k] ??= []).push(v);
+        };
+        const tree = processTree(stack.pid);
+        for (const row of ROWS) {
+          if (row === 'down' || row === 'up') {
+            const f0 = await tapPackets(container);
+            const c0 = cpuSeconds(tree);
+            const out = await container.exec(iperfArgv(NET.server, PORTS.iperf, SECONDS, row === 'down'), { timeoutMs: (SECONDS + 30) * 1000 });
+            const c1 = cpuSeconds(tree);
+            const f1 = await tapPackets(container);
+            const ip = parseIperf(out.stdout);
+            if (!ip.bytes) {
+              process.stderr.write(`${b.name} ${row}: ${ip.error}\n`);
+              continue;
+            }
+            add(`${row}_gbps`, ip.gbps!);
+            add(`${row}_cpu_s_per_GB`, (c1 - c0) / (ip.bytes / 1e9));
+            add(`${row}_frames_to_guest_per_MB`, (f1.rx - f0.rx) / (ip.bytes / 1e6));
+            continue;
+          }
+          const port = row === 'rr' ? BENCH_PORTS.rr : BENCH_PORTS.crr;
+          const f0 = await tapPackets(container);
+          const w0 = wakeups(stack.pid);
+          const c0 = cpuSeconds(tree);
+          const out = await container.exec([rrBin, `client-${row}`, NET.server, String(port), String(SECONDS)], { timeoutMs: 60_000 });
+          const c1 = cpuSeconds(tree);
+          const w1 = wakeups(stack.pid);
+          const f1 = await tapPackets(container);
+          const j = parseJsonLine(out.stdout);
+          if (!j) {
+            process.stderr.write(`${b.name} ${row}: ${out.stderr}\n`);
+            continue;
+          }
+          const n = row === 'rr' ? j.transactions! : j.connections!;
+          add(row === 'rr' ? 'rr_us' : 'crr_per_s', row === 'rr' ? j.mean_us! : j.per_second!);
+          add(`${row}_cpu_us`, ((c1 - c0) * 1e6) / n);
+          // Frames the stack wrote to the guest (tap0 rx in the container) and read from it, per op.
+          add(`${row}_frames_to_guest`, (f1.rx - f0.rx) / n);
+          add(`${row}_frames_from_guest`, (f1.tx - f0.tx) / n);
+          // Voluntary context switches of the stack's process (sleeps in epoll_wait) per op.
+          add(`${row}_sleeps`, (w1 - w0) / n);
+          if (row === 'crr' && j.errors) add('crr_errors', j.errors);
+        }
+        add('rss_mb', memoryMB(tree).rss);
+        await stack.stop('SIGTERM', 5000);
+        container.child.kill('SIGKILL');
+        process.stderr.write(`round ${round + 1} ${b.name}: ${JSON.stringify(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.at(-1)])))}\n`);
+      }
+    }
+  } finally {
+    await lab.destroy();
+  }
+  for (const [name, r] of results) {
+    const line = Object.entries(r).map(([k, v]) => `${k} ${median(v)!.toFixed(k.includes('per_s') ? 0 : k.includes('frames') || k.includes('sleeps') || k.includes('GB') || k.includes('gbps') ? 2 : 1)} [${v.map((x) => x.toFixed(k.includes('frames') || k.includes('sleeps') || k.includes('GB') || k.includes('gbps') ? 2 : 0)).join(' ')}]`);
+    console.log(`${name}: ${line.join('; ')}`);
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
