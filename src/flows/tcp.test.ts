@@ -350,22 +350,42 @@ describe('guest → host data', () => {
     expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, ISN + 11]]);
   });
 
-  it('drops out-of-order data with a duplicate ACK and takes it after the retransmit', () => {
+  it('holds out-of-order data, answers with a duplicate ACK, and delivers it once the gap is filled', () => {
     const { env, table } = make();
     const { sock, iss } = open(env, table);
-    const a = bytes(100, 1), b = bytes(100, 2);
+    const a = bytes(100, 1), b = bytes(100, 2), c = bytes(100, 3);
     table.input(4, GUEST, REMOTE, seg({ seq: ISN + 101, ack: u32(iss + 1), flags: ACK, data: b }));
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 201, ack: u32(iss + 1), flags: ACK, data: c }));
     table.flushAcks();
     expect(sock.written).toEqual([]);
     expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, ISN + 1]]);
-    expect(table.counters.droppedOutOfOrder).toBe(1);
+    expect(table.counters.outOfOrderHeld).toBe(2);
+    // The guest's fast retransmit fills the gap: everything held follows, one ACK covers it all.
     table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1, ack: u32(iss + 1), flags: ACK | PSH, data: a }));
     table.flushAcks();
-    expect(env.take().map((o) => o.ack)).toEqual([ISN + 101]);
+    expect(env.take().map((o) => o.ack)).toEqual([ISN + 301]);
+    expect(sock.bytes).toEqual(Buffer.concat([a, b, c]));
+    // A late retransmit of held data is old now: re-ACKed, not written twice.
     table.input(4, GUEST, REMOTE, seg({ seq: ISN + 101, ack: u32(iss + 1), flags: ACK | PSH, data: b }));
     table.flushAcks();
-    expect(env.take().map((o) => o.ack)).toEqual([ISN + 201]);
-    expect(sock.bytes).toEqual(Buffer.concat([a, b]));
+    expect(env.take().map((o) => o.ack)).toEqual([ISN + 301]);
+    expect(sock.bytes.length).toBe(300);
+  });
+
+  it('drops out-of-order data beyond its bounded queue; the retransmit brings it', () => {
+    const { env, table } = make({ bufferLimit: 4096 }); // queue bound: 1024 bytes
+    const { sock, iss } = open(env, table);
+    const stream = bytes(2200);
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 101, ack: u32(iss + 1), flags: ACK, data: stream.subarray(100, 1100) }));
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1101, ack: u32(iss + 1), flags: ACK, data: stream.subarray(1100, 2100) }));
+    table.flushAcks();
+    expect([table.counters.outOfOrderHeld, table.counters.droppedOutOfOrder]).toEqual([1, 1]);
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1, ack: u32(iss + 1), flags: ACK, data: stream.subarray(0, 100) }));
+    table.flushAcks();
+    expect(env.take().pop()!.ack).toBe(ISN + 1101);
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1101, ack: u32(iss + 1), flags: ACK | PSH, data: stream.subarray(1100, 2100) }));
+    table.flushAcks();
+    expect(sock.bytes).toEqual(stream.subarray(0, 2100));
   });
 
   it('answers a keep-alive probe (SEG.SEQ = RCV.NXT-1) with an ACK', () => {

@@ -13,9 +13,11 @@
  * absorbed. Active (inbound forwards in tap mode, `TcpFlowTable.openToGuest`): the host socket is
  * already connected; we send the SYN (retransmitted on a timer) and relay after the SYN-ACK.
  *
- * Guest → host. In-order only: a segment beyond RCV.NXT is dropped and answered at once with a
- * duplicate ACK (the guest's fast retransmit fills the gap; no reassembly queue, so no memory to
- * bound). Overlap with received data is trimmed. In-order payload is not copied at once: the flow
+ * Guest → host. A segment beyond RCV.NXT (a frame lost or reordered before it) is copied into a
+ * bounded per-flow `ReorderQueue` and answered at once with a duplicate ACK; the guest's fast
+ * retransmit fills the gap, and the held data follows it to the host, so one loss costs one
+ * retransmission, not the rest of the window. What does not fit the queue is dropped (the guest
+ * sends it again). Overlap with received data is trimmed. In-order payload is not copied at once: the flow
  * notes (offset, length) slices of the frame buffer (the tap ring, valid until the end of the
  * batch) and writes them when the batch ends (`flush`). When the host socket has nothing queued
  * (no backlog in Node or libuv), the slices go straight from the ring to the socket fd with one
@@ -63,6 +65,7 @@
 
 import type net from 'node:net';
 import { ACK, FIN, PSH, RST, SYN, type TcpOptions, type TcpSegment, seqAdd, seqDiff, seqLt } from '../wire/tcp.js';
+import { ReorderQueue } from './reorder.js';
 
 /** A guest-visible address: uint32 for IPv4, text for IPv6. */
 export type TcpAddr = number | string;
@@ -178,6 +181,8 @@ export interface TcpCounters {
   resetsReceived: number;
   retransmits: number;
   droppedOutOfOrder: number;
+  /** Out-of-order segments held until the gap before them was filled. */
+  outOfOrderHeld: number;
   /** SYNs refused because the table was full. */
   rejectedFull: number;
   /** Flows ended by a timer (handshake, retries, idle). */
@@ -434,6 +439,8 @@ export class TcpFlow implements TcpEndpoints {
   private wBuf: Uint8Array | null = null;
   /** (offset, length) pairs into wBuf, not yet written. */
   private wSlices: Int32Array | null = null;
+  /** Guest data beyond RCV.NXT, made on the first out-of-order segment. */
+  private reorder: ReorderQueue | null = null;
   private wCount = 0;
   private wBytes = 0;
   /** Copies of what the socket did not take at once; a ring reused as writes complete. */
@@ -644,7 +651,15 @@ export class TcpFlow implements TcpEndpoints {
     if (d > 0) {
       // Beyond RCV.NXT: in window → out of order (dropped, duplicate ACK); else unacceptable.
       if (d < wnd && (len > 0 || fin)) {
-        this.table.counters.droppedOutOfOrder++;
+        // Hold what fits in the window (a FIN here is dropped: the guest sends it again).
+        const n = Math.min(len, wnd - d);
+        if (n > 0 && !this.guestFin) {
+          this.reorder ??= new ReorderQueue(Math.min(this.table.config.bufferLimit >> 2, 1 << 20));
+          if (this.reorder.insert(this.rcvNxt, seq, seg.buf, off, n)) this.table.counters.outOfOrderHeld++;
+          else this.table.counters.droppedOutOfOrder++;
+        } else {
+          this.table.counters.droppedOutOfOrder++;
+        }
         this.inputAck(seg.ack, seg.window, seq, 0, false);
       }
       this.requestAck(true);
@@ -670,7 +685,10 @@ export class TcpFlow implements TcpEndpoints {
     if (this.state === TcpState.CLOSED) return;
 
     if (len > 0) {
-      if (!this.guestFin) this.deliver(seg.buf, off, len, (flags & PSH) !== 0);
+      if (!this.guestFin) {
+        this.deliver(seg.buf, off, len, (flags & PSH) !== 0);
+        if (this.reorder !== null && this.reorder.size > 0) this.deliverHeld();
+      }
     } else if (seg.payloadLen > 0) {
       this.requestAck(true); // zero-window probe or trimmed away
     }
@@ -794,6 +812,13 @@ export class TcpFlow implements TcpEndpoints {
     this.ackPending = true;
     if (push || ++this.segsUnacked >= 2) this.ackNow = true;
     this.markDirty();
+  }
+
+  /** The gap is filled: pass on the held segments that now continue the stream, ACK at once. */
+  private deliverHeld(): void {
+    const q = this.reorder!;
+    for (let b = q.next(this.rcvNxt); b !== null; b = q.next(this.rcvNxt)) this.deliver(b, 0, b.length, false);
+    this.requestAck(true);
   }
 
   private requestAck(now: boolean): void {
@@ -1308,7 +1333,7 @@ export class TcpFlowTable {
   readonly config: TcpConfig;
   readonly counters: TcpCounters = {
     opened: 0, refused: 0, unreachable: 0, resets: 0, resetsReceived: 0, retransmits: 0,
-    droppedOutOfOrder: 0, rejectedFull: 0, timeouts: 0, directBytes: 0, copiedBytes: 0,
+    droppedOutOfOrder: 0, outOfOrderHeld: 0, rejectedFull: 0, timeouts: 0, directBytes: 0, copiedBytes: 0,
   };
   /** Reused option objects (no allocation per segment). */
   readonly synScratch: TcpSynOptions = { mss: 0, wscale: 0 };
