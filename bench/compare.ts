@@ -25,7 +25,7 @@ import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Lab, labSupport, missingTools, NET, PORTS, REPO, stackBinaryMissing, type StackKind } from '../test/lab/lab.js';
-import { run } from '../test/lab/exec.js';
+import { run, sleep } from '../test/lab/exec.js';
 import {
   BENCH_PORTS, buildRr, containerIperfServer, endSession, launch, loadRow, median, memoryMB, processTree, readyTimes,
   startBenchServers, type LoadRow, type Session,
@@ -57,6 +57,8 @@ const LAUNCHES = QUICK ? 3 : 5;
 const RR_SECONDS = QUICK ? 1 : 2;
 const INTEGRITY_BYTES = (QUICK ? 32 : 128) << 20;
 const INTEGRITY_TIMEOUT_MS = 30_000;
+/** Quiet time after the last transfer before "RSS after load" is read. */
+const SETTLE_MS = 5_000;
 
 // ---------------------------------------------------------------------------------------------
 
@@ -282,8 +284,14 @@ async function benchRound(lab: Lab, kind: StackKind, mtu: number, rrBin: string)
       alive('integrity');
     }
 
+    // "After load": once the last transfer is over and the stack has had a few seconds of quiet
+    // (the same wait for every stack), not in the middle of releasing its buffers.
+    const peakSoFar = memoryMB(processTree(s.stack.pid));
+    memAt.afterIntegrity = peakSoFar;
+    await sleep(SETTLE_MS);
     const mem = memoryMB(processTree(s.stack.pid));
-    memAt.afterIntegrity = mem;
+    mem.hwm = Math.max(mem.hwm, peakSoFar.hwm);
+    memAt.settled = mem;
     if (s.stack.alive()) {
       set('rss_peak', Math.max(mem.hwm, peakRss));
       set('rss_after', mem.rss);
@@ -376,6 +384,7 @@ async function main(): Promise<number> {
     notes: [
       'throughput: iperf3 receiver bits/s; CPU: utime+stime of the stack process and its children over the transfer ÷ GB received',
       'RR/CRR: bench/rr.c (blocking C client in the container, C server in the lab world)',
+      `memory: ΣVmRSS / ΣVmHWM of the stack's process tree; "after load" is read ${SETTLE_MS / 1000} s after the last transfer (the same wait for every stack)`,
       'pasta launch → ready: spawn until its foreground process exits after daemonizing (no ready-fd); others: byte on --ready-fd',
     ],
   };
