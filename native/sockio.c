@@ -79,3 +79,354 @@ napi_value sw_init_sockio(napi_env env, napi_value exports) {
   NAPI_OK(env, napi_set_named_property(env, exports, "writeSlices", fn));
   return exports;
 }
+
+/* ---- HostSocket ---------------------------------------------------------------------------
+ * A TCP flow's host side without net.Socket: a non-blocking stream socket polled by one uv_poll.
+ *
+ *   new HostSocket(family 4|6, address, port, bindAddress|null, onState(status), onRead(chunk, status))
+ *
+ * The constructor makes the socket (TCP_NODELAY), binds it when asked and starts connect();
+ * a synchronous failure throws (code = errno name). When the connect finished at once (the
+ * `connected` getter is true right after construction) onState(0) is not called: the caller
+ * reports it itself. onState(0) once the connect finished,
+ * onState(-errno) when it failed (the socket is then dead), onState(1) when the socket became
+ * writable after wantWrite(true). onRead(length, status): status 0 = data, 1 = the peer's EOF
+ * (with the last data when both were there in one wake-up), -errno = read error. The data is the
+ * first `length` bytes of the buffer last given to setHostReadBuffer (shared by all sockets): the
+ * JS side keeps big reads as they are and installs a fresh buffer, and copies small ones out, so
+ * there is neither a copy per bulk read nor a 64 KiB allocation per small one. Reading starts
+ * when the connect finishes; readStop()/readStart() pause it.
+ *   write(buf) → bytes written or -errno (never blocks, no SIGPIPE)
+ *   shutdown() → 0 or -errno (SHUT_WR)          close(reset) → SO_LINGER 0 first when reset
+ *   fd (getter) */
+#include <fcntl.h>
+#include <poll.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+#include <stdlib.h>
+
+/* The read buffer: a JS Buffer given by setHostReadBuffer (JS hands big reads on as they are and
+ * gives a fresh buffer; small ones it copies out and the buffer is reused). */
+static napi_ref hs_buf_ref;
+static uint8_t *hs_buf;
+static size_t hs_buf_len;
+
+typedef struct {
+  sw_handle h;
+  bool connecting, reading, want_write, eof;
+} hostsock_t;
+
+static void hs_update(hostsock_t *s) {
+  if (s->h.closed) return;
+  int ev = 0;
+  if (s->connecting || s->want_write) ev |= UV_WRITABLE;
+  if (!s->connecting && s->reading && !s->eof) ev |= UV_READABLE | UV_DISCONNECT;
+  if (ev == 0) { sw_handle_stop(&s->h); return; }
+  if (s->h.polling && s->h.events == ev) return;
+  sw_handle_start(&s->h, ev);
+}
+
+static void hs_call_state(hostsock_t *s, int status) {
+  napi_env env = s->h.env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value argv[1];
+  napi_create_int32(env, status, &argv[0]);
+  sw_handle_call(&s->h, 0, 1, argv);
+  napi_close_handle_scope(env, scope);
+}
+
+/* onRead(length, status): the bytes are hs_buf[0, length) (the JS side's current read buffer). */
+static bool hs_call_read(hostsock_t *s, size_t n, int status) {
+  napi_env env = s->h.env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value argv[2];
+  napi_create_double(env, (double)n, &argv[0]);
+  napi_create_int32(env, status, &argv[1]);
+  bool open = sw_handle_call(&s->h, 1, 2, argv);
+  napi_close_handle_scope(env, scope);
+  return open;
+}
+
+static void hs_do_read(hostsock_t *s, int events) {
+  for (int round = 0; round < 16 && s->reading && !s->eof && !s->h.closed; round++) {
+    if (hs_buf == NULL) return;
+    uint8_t *buf = hs_buf;
+    size_t cap = hs_buf_len;
+    ssize_t n;
+    do n = recv(s->h.fd, buf, cap, MSG_DONTWAIT); while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      int err = errno;
+      s->eof = true;
+      hs_update(s);
+      hs_call_read(s, 0, -err);
+      return;
+    }
+    if (n == 0) {
+      s->eof = true;
+      hs_update(s);
+      hs_call_read(s, 0, 1);
+      return;
+    }
+    int status = 0;
+    if ((size_t)n < cap && (events & UV_DISCONNECT)) {
+      /* the peer has shut down: its FIN likely follows this data at once; report both together */
+      ssize_t m;
+      do m = recv(s->h.fd, buf + n, cap - (size_t)n, MSG_DONTWAIT); while (m < 0 && errno == EINTR);
+      if (m == 0) status = 1;
+      else if (m > 0) n += m;
+    }
+    if (status == 1) { s->eof = true; hs_update(s); }
+    if (!hs_call_read(s, (size_t)n, status)) return;
+    if (status == 1) return;
+    if ((size_t)n < cap && !(events & UV_DISCONNECT)) return; /* drained */
+  }
+}
+
+static void hs_on_poll(sw_handle *h, int status, int events) {
+  hostsock_t *s = (hostsock_t *)h;
+  if (s->connecting) {
+    int err = 0;
+    socklen_t sl = sizeof err;
+    if (getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0) err = errno;
+    if (!err && status < 0) err = -status;
+    if (!err && !(events & UV_WRITABLE)) return;
+    s->connecting = false;
+    if (err) {
+      sw_handle_stop(h);
+      hs_call_state(s, -err);
+      return;
+    }
+    s->reading = true;
+    hs_update(s);
+    hs_call_state(s, 0);
+    return;
+  }
+  if (status < 0) {
+    /* POLLERR: take the socket's own error, report it as a read error */
+    int err = 0;
+    socklen_t sl = sizeof err;
+    if (getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0 || err == 0) err = -status;
+    s->eof = true;
+    s->want_write = false;
+    hs_update(s);
+    hs_call_read(s, 0, -err);
+    return;
+  }
+  if ((events & (UV_READABLE | UV_DISCONNECT)) && s->reading && !s->eof) hs_do_read(s, events);
+  if (s->h.closed) return;
+  if ((events & UV_WRITABLE) && s->want_write) {
+    s->want_write = false;
+    hs_update(s);
+    hs_call_state(s, 1);
+  }
+}
+
+static hostsock_t *hs_unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
+  return (hostsock_t *)sw_unwrap(env, info, argc, argv, false);
+}
+
+static napi_value hs_new(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6], self;
+  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+  if (argc < 6) { sw_throw_type(env, "new HostSocket(family, address, port, bindAddress, onState, onRead)"); return NULL; }
+  int64_t fam, port;
+  if (!sw_get_int(env, argv[0], "family", 4, 6, &fam)) return NULL;
+  if (!sw_get_int(env, argv[2], "port", 1, 65535, &port)) return NULL;
+  char addr[64], bind_addr[64];
+  size_t n;
+  if (napi_get_value_string_utf8(env, argv[1], addr, sizeof addr, &n) != napi_ok) { sw_throw_type(env, "address must be a string"); return NULL; }
+  napi_valuetype t;
+  napi_typeof(env, argv[3], &t);
+  bool do_bind = t == napi_string;
+  if (do_bind && napi_get_value_string_utf8(env, argv[3], bind_addr, sizeof bind_addr, &n) != napi_ok) return NULL;
+  int family = fam == 6 ? AF_INET6 : AF_INET;
+  struct sockaddr_storage ss;
+  socklen_t sl = 0;
+  memset(&ss, 0, sizeof ss);
+  int err = 0;
+  bool connected_now = false;
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) { sw_throw_errno(env, "socket", errno); return NULL; }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  #define HS_FILL(a, p)                                                                         \
+    do {                                                                                        \
+      memset(&ss, 0, sizeof ss);                                                                \
+      if (family == AF_INET) {                                                                  \
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;                                     \
+        s4->sin_family = AF_INET; s4->sin_port = htons((uint16_t)(p));                          \
+        if (inet_pton(AF_INET, (a), &s4->sin_addr) != 1) err = EINVAL;                          \
+        sl = sizeof *s4;                                                                        \
+      } else {                                                                                  \
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;                                   \
+        s6->sin6_family = AF_INET6; s6->sin6_port = htons((uint16_t)(p));                       \
+        if (inet_pton(AF_INET6, (a), &s6->sin6_addr) != 1) err = EINVAL;                        \
+        sl = sizeof *s6;                                                                        \
+      }                                                                                         \
+    } while (0)
+  if (do_bind) {
+    HS_FILL(bind_addr, 0);
+    if (!err && bind(fd, (struct sockaddr *)&ss, sl) < 0) err = errno;
+  }
+  if (!err) HS_FILL(addr, port);
+  if (!err) {
+    int c;
+    do c = connect(fd, (struct sockaddr *)&ss, sl); while (c < 0 && errno == EINTR);
+    if (c < 0 && errno != EINPROGRESS) err = errno;
+    if (c == 0) {
+      connected_now = true;
+    } else if (!err) {
+      /* On loopback and veth the handshake has often finished inside connect(): a 0-timeout poll
+       * settles it now and saves the flow an event-loop turn before its SYN-ACK. */
+      struct pollfd pf = { .fd = fd, .events = POLLOUT };
+      if (poll(&pf, 1, 0) == 1) {
+        int soerr = 0;
+        socklen_t el = sizeof soerr;
+        err = getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &el) < 0 ? errno : soerr;
+        if (!err) connected_now = true;
+      }
+    }
+  }
+  #undef HS_FILL
+  if (err) { close(fd); sw_throw_errno(env, do_bind ? "connect/bind" : "connect", err); return NULL; }
+  hostsock_t *s = calloc(1, sizeof *s);
+  if (!s) { close(fd); sw_throw_errno(env, "calloc", ENOMEM); return NULL; }
+  if (!sw_handle_init(env, &s->h, self, fd, true, "slipway.HostSocket", argv[4], argv[5], hs_on_poll)) { close(fd); return NULL; }
+  /* connected already: the caller reports it (connected getter) once its listeners are on */
+  s->connecting = !connected_now;
+  s->reading = connected_now;
+  hs_update(s);
+  return self;
+}
+
+static napi_value hs_int(napi_env env, int v) {
+  napi_value r;
+  napi_create_int32(env, v, &r);
+  return r;
+}
+
+static napi_value hs_write(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  hostsock_t *s = hs_unwrap(env, info, &argc, argv);
+  if (!s) return NULL;
+  if (s->h.closed) return hs_int(env, -EBADF);
+  uint8_t *p;
+  size_t len;
+  if (argc < 1 || !sw_get_bytes(env, argv[0], "buf", &p, &len)) return NULL;
+  ssize_t r;
+  do r = send(s->h.fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL); while (r < 0 && errno == EINTR);
+  if (r < 0) return hs_int(env, -errno);
+  napi_value v;
+  napi_create_double(env, (double)r, &v);
+  return v;
+}
+
+static napi_value hs_want_write(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  hostsock_t *s = hs_unwrap(env, info, &argc, argv);
+  if (!s) return NULL;
+  bool on = false;
+  if (argc > 0) napi_get_value_bool(env, argv[0], &on);
+  s->want_write = on;
+  hs_update(s);
+  return NULL;
+}
+
+static napi_value hs_read_start(napi_env env, napi_callback_info info) {
+  hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
+  if (!s) return NULL;
+  s->reading = true;
+  hs_update(s);
+  return NULL;
+}
+
+static napi_value hs_read_stop(napi_env env, napi_callback_info info) {
+  hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
+  if (!s) return NULL;
+  s->reading = false;
+  hs_update(s);
+  return NULL;
+}
+
+static napi_value hs_shutdown(napi_env env, napi_callback_info info) {
+  hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
+  if (!s) return NULL;
+  if (s->h.closed) return hs_int(env, -EBADF);
+  return hs_int(env, shutdown(s->h.fd, SHUT_WR) < 0 ? -errno : 0);
+}
+
+static napi_value hs_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  hostsock_t *s = hs_unwrap(env, info, &argc, argv);
+  if (!s) return NULL;
+  if (s->h.closed) return NULL;
+  bool reset = false;
+  if (argc > 0) napi_get_value_bool(env, argv[0], &reset);
+  if (reset) {
+    struct linger l = { 1, 0 };
+    setsockopt(s->h.fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
+  sw_handle_close(&s->h);
+  return NULL;
+}
+
+static napi_value hs_connected(napi_env env, napi_callback_info info) {
+  hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
+  if (!s) return NULL;
+  napi_value v;
+  napi_get_boolean(env, !s->connecting && !s->h.closed, &v);
+  return v;
+}
+
+static napi_value hs_fd(napi_env env, napi_callback_info info) {
+  hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
+  if (!s) return NULL;
+  return hs_int(env, s->h.closed ? -1 : s->h.fd);
+}
+
+/* setHostReadBuffer(buf): where HostSockets read to from now on (kept referenced). */
+static napi_value hs_set_read_buffer(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *p;
+  size_t len;
+  if (argc < 1 || !sw_get_bytes(env, argv[0], "buf", &p, &len)) return NULL;
+  if (len == 0) { sw_throw_range(env, "setHostReadBuffer: empty buffer"); return NULL; }
+  napi_ref r;
+  NAPI_OK(env, napi_create_reference(env, argv[0], 1, &r));
+  if (hs_buf_ref) napi_delete_reference(env, hs_buf_ref);
+  hs_buf_ref = r;
+  hs_buf = p;
+  hs_buf_len = len;
+  return NULL;
+}
+
+napi_value sw_init_hostsock(napi_env env, napi_value exports) {
+  napi_value f;
+  NAPI_OK(env, napi_create_function(env, "setHostReadBuffer", NAPI_AUTO_LENGTH, hs_set_read_buffer, NULL, &f));
+  NAPI_OK(env, napi_set_named_property(env, exports, "setHostReadBuffer", f));
+  napi_property_descriptor m[] = {
+    { "write", NULL, hs_write, NULL, NULL, NULL, napi_default_method, NULL },
+    { "wantWrite", NULL, hs_want_write, NULL, NULL, NULL, napi_default_method, NULL },
+    { "readStart", NULL, hs_read_start, NULL, NULL, NULL, napi_default_method, NULL },
+    { "readStop", NULL, hs_read_stop, NULL, NULL, NULL, napi_default_method, NULL },
+    { "shutdown", NULL, hs_shutdown, NULL, NULL, NULL, napi_default_method, NULL },
+    { "close", NULL, hs_close, NULL, NULL, NULL, napi_default_method, NULL },
+    { "fd", NULL, NULL, hs_fd, NULL, NULL, napi_default, NULL },
+    { "connected", NULL, NULL, hs_connected, NULL, NULL, napi_default, NULL },
+  };
+  napi_value cls;
+  NAPI_OK(env, napi_define_class(env, "HostSocket", NAPI_AUTO_LENGTH, hs_new, NULL, 8, m, &cls));
+  NAPI_OK(env, napi_set_named_property(env, exports, "HostSocket", cls));
+  return exports;
+}

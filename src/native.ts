@@ -185,7 +185,35 @@ export interface DgramBatchConstructor {
   new (fd: number, slotSize: number, slots: number, onBatch: (count: number) => void): DgramBatch;
 }
 
+/**
+ * A non-blocking TCP socket connecting to address:port (bound to bindAddress when given), polled
+ * natively (native/sockio.c documents the callbacks). Owns its fd. See src/flows/hostSocket.ts.
+ */
+export interface HostSocketHandle {
+  readonly fd: number;
+  /** True once connected; right after construction: the connect finished at once (no onState(0) follows). */
+  readonly connected: boolean;
+  /** Bytes written (maybe fewer), or -errno (-EAGAIN when the socket buffer is full). */
+  write(buf: Uint8Array): number;
+  /** Ask for one onState(1) when the socket becomes writable. */
+  wantWrite(on: boolean): void;
+  readStart(): void;
+  readStop(): void;
+  /** shutdown(SHUT_WR): 0 or -errno. */
+  shutdown(): number;
+  /** Close the fd; with reset, SO_LINGER 0 first (the peer gets a RST). */
+  close(reset: boolean): void;
+}
+export interface HostSocketConstructor {
+  new (
+    family: 4 | 6, address: string, port: number, bindAddress: string | null,
+    onState: (status: number) => void, onRead: (length: number, status: number) => void,
+  ): HostSocketHandle;
+}
+
 interface Addon {
+  HostSocket: HostSocketConstructor;
+  setHostReadBuffer(buf: Buffer): void;
   Tap: TapConstructor;
   FdWatch: FdWatchConstructor;
   PingSocket: PingSocketConstructor;
@@ -214,6 +242,9 @@ export const AgentChannel: AgentChannelConstructor = addon.AgentChannel;
 export const SpliceRelay: SpliceRelayConstructor = addon.SpliceRelay;
 export const ConnectWatch: ConnectWatchConstructor = addon.ConnectWatch;
 export const DgramBatch: DgramBatchConstructor = addon.DgramBatch;
+export const HostSocket: HostSocketConstructor = addon.HostSocket;
+/** Where every HostSocket reads to from now on (onRead(length) = its first `length` bytes). */
+export const setHostReadBuffer: (buf: Buffer) => void = addon.setHostReadBuffer;
 /** A CLOEXEC duplicate of fd (F_DUPFD_CLOEXEC). */
 export const dupFd: (fd: number) => number = addon.dupFd;
 /** Close a socket abortively (SO_LINGER 0): the peer gets a RST. */

@@ -66,7 +66,8 @@ import {
 import { pseudoSum6 } from './wire/checksum.js';
 import { writeU32 } from './wire/bytes.js';
 import { VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_HDR_LEN } from './wire/vnet.js';
-import { TcpFlowTable, type TcpFlow, type TcpFlowEnv } from './flows/tcp.js';
+import { TcpFlowTable, type HostSide, type TcpFlow, type TcpFlowEnv } from './flows/tcp.js';
+import { HostSocket } from './flows/hostSocket.js';
 import { writeSlices } from './native.js';
 import { DhcpServer } from './services/dhcp.js';
 import type { DnsForwarder } from './services/dns.js';
@@ -133,6 +134,8 @@ export type DropReason =
 
 /** Largest TCP payload in one super-frame: an IPv4 datagram's 65535 bytes less IP and TCP headers. */
 const GSO_MAX_PAYLOAD = 65535 - 20 - 20;
+/** SLIPWAY_NET_SOCKET_FLOWS=1: host sockets of guest connections as net.Socket (A/B, fallback). */
+const NET_SOCKET_FLOWS = process.env['SLIPWAY_NET_SOCKET_FLOWS'] === '1';
 
 export class Stack {
   readonly config: StackConfig;
@@ -741,18 +744,26 @@ export class Stack {
     };
   }
 
-  private connectHost(flow: TcpFlow): net.Socket | null {
+  private connectHost(flow: TcpFlow): HostSide | null {
+    let host: string | null;
+    let bind: string | undefined;
     if (flow.family === 6) {
-      const host6 = this.hostAddressFor6(flow.remoteAddr as string, flow.remotePort);
-      if (host6 === null) return null;
-      const o6: net.TcpNetConnectOpts = { host: host6, port: flow.remotePort, noDelay: true };
-      if (this.outboundAddress6 && host6 !== '::1' && host6.includes(':')) o6.localAddress = this.outboundAddress6;
-      return net.connect(o6);
+      host = this.hostAddressFor6(flow.remoteAddr as string, flow.remotePort);
+      if (host === null) return null;
+      if (this.outboundAddress6 && host !== '::1' && host.includes(':')) bind = this.outboundAddress6;
+    } else {
+      host = this.hostAddressFor(flow.remoteAddr as number, flow.remotePort);
+      if (host === null) return null;
+      if (this.outboundAddress && host !== '127.0.0.1') bind = this.outboundAddress;
     }
-    const host = this.hostAddressFor(flow.remoteAddr as number, flow.remotePort);
-    if (host === null) return null;
+    // A native socket per flow (flows/hostSocket.ts); net.Socket for names and on request.
+    const fam = net.isIP(host);
+    if (fam !== 0 && !NET_SOCKET_FLOWS) {
+      if (bind !== undefined && net.isIP(bind) !== fam) bind = undefined;
+      return new HostSocket(fam as 4 | 6, host, flow.remotePort, bind ?? null);
+    }
     const opts: net.TcpNetConnectOpts = { host, port: flow.remotePort, noDelay: true };
-    if (this.outboundAddress && host !== '127.0.0.1') opts.localAddress = this.outboundAddress;
+    if (bind !== undefined) opts.localAddress = bind;
     return net.connect(opts);
   }
 

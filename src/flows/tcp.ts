@@ -3,8 +3,10 @@
  *
  * The guest's TCP connection ends here. Each connection is one `TcpFlow`: toward the guest it is
  * a real TCP endpoint (handshake, sequence numbers, ACKs, retransmission, flow control, FIN/RST);
- * toward the host it is an ordinary stream socket (`net.Socket`). Bytes are relayed between the
- * two; segments are never forwarded as such, so the host kernel does its own TCP with the world.
+ * toward the host it is an ordinary stream socket (`HostSide`: the native `HostSocket` of
+ * flows/hostSocket.ts for the stack's own connects, or a `net.Socket` for tap-mode forwards and
+ * tests). Bytes are relayed between the two; segments are never forwarded as such, so the host
+ * kernel does its own TCP with the world.
  *
  * Opens. Passive (guest SYN): the flow starts in CONNECTING and asks the env for a host socket;
  * the SYN-ACK is sent only once that socket connects, so the guest sees a refused or unreachable
@@ -52,7 +54,8 @@
  * flow is bounded both ways by `bufferLimit` (plus one chunk).
  *
  * Close. Guest FIN → `socket.end()` after the data before it (host data keeps flowing to the
- * guest); host 'end' → FIN to the guest after all queued data, retransmitted like data. Guest
+ * guest); host 'end' → FIN to the guest after all queued data, retransmitted like data (a native
+ * socket reports the EOF with the last data, `eofWithData`, so they go out in one frame). Guest
  * RST (exactly at RCV.NXT; elsewhere in the window: challenge ACK, RFC 5961) →
  * `socket.resetAndDestroy()`; host errors (ECONNRESET, EPIPE, …) → RST to the guest. When both
  * FINs are acknowledged the flow lingers `timeWaitMs` (TIME-WAIT: retransmitted FINs are ACKed),
@@ -63,7 +66,6 @@
  * the family, so keys never collide. Segments given to `input` must already be checksum-verified.
  */
 
-import type net from 'node:net';
 import { ACK, FIN, PSH, RST, SYN, type TcpOptions, type TcpSegment, seqAdd, seqDiff, seqLt } from '../wire/tcp.js';
 import { ReorderQueue } from './reorder.js';
 
@@ -83,6 +85,31 @@ export interface TcpEndpoints {
 export interface TcpSynOptions {
   mss: number;
   wscale: number;
+}
+
+/**
+ * What a flow needs of its host socket: a `net.Socket` (tap-mode forwards, tests) or a native
+ * `HostSocket` (flows/hostSocket.ts, the stack's outbound connects). Events: 'connect', 'data',
+ * 'end', 'error', 'close' (one listener each).
+ */
+export interface HostSide {
+  readonly connecting: boolean;
+  readonly destroyed: boolean;
+  readonly writable: boolean;
+  readonly writableLength: number;
+  allowHalfOpen: boolean;
+  /** Native sockets: the fd for direct writes (-1 while connecting). */
+  readonly hostFd?: number;
+  /** Native sockets: true during a 'data' event that carries the last bytes before the peer's EOF. */
+  readonly eofWithData?: boolean;
+  on(event: string, listener: (...args: never[]) => void): unknown;
+  setNoDelay?(noDelay?: boolean): unknown;
+  write(buf: Uint8Array, cb?: (err?: Error | null) => void): boolean;
+  end(): unknown;
+  destroy(): unknown;
+  resetAndDestroy?(): unknown;
+  pause(): unknown;
+  resume(): unknown;
 }
 
 /** Minimal logger (pino's Logger fits). */
@@ -107,7 +134,7 @@ export interface TcpFlowEnv {
    * events: 'connect', 'data', 'end', 'error', 'close'), or null to refuse (→ RST). The flow sets
    * `allowHalfOpen` on it: half-close must be possible.
    */
-  connect(flow: TcpFlow): net.Socket | null;
+  connect(flow: TcpFlow): HostSide | null;
   /** Host connect failed network/host-unreachable style: send an ICMP error to the guest. */
   unreachable(flow: TcpFlow, err: NodeJS.ErrnoException): void;
   /** Called once when the flow is finished and forgotten by the table. */
@@ -217,8 +244,10 @@ const EMPTY = Buffer.alloc(0);
 /** Guest → host slices noted per flow before a write is forced (one sendmsg's iovecs). */
 const MAX_SLICES = 64;
 
-/** The fd under a net.Socket (libuv stream handle), or -1 (not connected, not a real socket). */
-function socketFd(sock: net.Socket): number {
+/** The fd under a host socket (native, or a net.Socket's libuv stream handle), or -1. */
+function socketFd(sock: HostSide): number {
+  const nfd = sock.hostFd;
+  if (nfd !== undefined) return nfd;
   const h = (sock as unknown as { _handle?: { fd?: unknown } | null })._handle;
   const fd = h?.fd;
   return typeof fd === 'number' ? fd : -1;
@@ -375,7 +404,7 @@ export function windowShiftFor(limit: number): number {
 /** One guest TCP connection and its host socket. Create through `TcpFlowTable`. */
 export class TcpFlow implements TcpEndpoints {
   state: TcpStateValue;
-  socket: net.Socket | null = null;
+  socket: HostSide | null = null;
 
   // Sequence space toward the guest (what we send).
   readonly iss: number;
@@ -514,7 +543,7 @@ export class TcpFlow implements TcpEndpoints {
     this.sndWnd = seg.window;
     this.sndWl1 = seg.seq;
     this.sndWl2 = 0;
-    let sock: net.Socket | null = null;
+    let sock: HostSide | null = null;
     try {
       sock = this.table.env.connect(this);
     } catch (err) {
@@ -531,7 +560,7 @@ export class TcpFlow implements TcpEndpoints {
   }
 
   /** Active open toward the guest for an accepted host socket. */
-  activeOpen(sock: net.Socket): void {
+  activeOpen(sock: HostSide): void {
     this.rcvShift = windowShiftFor(this.table.config.bufferLimit);
     this.attach(sock);
     this.pauseHost();
@@ -551,7 +580,7 @@ export class TcpFlow implements TcpEndpoints {
     }
   }
 
-  private attach(sock: net.Socket): void {
+  private attach(sock: HostSide): void {
     this.socket = sock;
     (sock as { allowHalfOpen: boolean }).allowHalfOpen = true;
     sock.on('connect', this.onConnect);
@@ -563,7 +592,7 @@ export class TcpFlow implements TcpEndpoints {
 
   private readonly onConnect = (): void => {
     if (this.state !== TcpState.CONNECTING) return;
-    const sock = this.socket as net.Socket;
+    const sock = this.socket as HostSide;
     if (typeof sock.setNoDelay === 'function') sock.setNoDelay(true);
     this.state = TcpState.SYN_RCVD;
     this.table.counters.opened++;
@@ -885,7 +914,7 @@ export class TcpFlow implements TcpEndpoints {
   }
 
   /** Copy into the slab, extending the current run (a wrap ends it). */
-  private toSlab(sock: net.Socket, buf: Uint8Array, off: number, len: number): void {
+  private toSlab(sock: HostSide, buf: Uint8Array, off: number, len: number): void {
     while (len > 0) {
       let slab = this.slab;
       if (slab === null) slab = this.slab = Buffer.allocUnsafeSlow(this.table.config.bufferLimit);
@@ -917,7 +946,7 @@ export class TcpFlow implements TcpEndpoints {
   }
 
   /** Hand the current slab run to the socket. */
-  private endRun(sock: net.Socket): void {
+  private endRun(sock: HostSide): void {
     const len = this.runLen;
     if (len === 0) return;
     this.runLen = 0;
@@ -1195,6 +1224,8 @@ export class TcpFlow implements TcpEndpoints {
     if (this.state === TcpState.CLOSED) return;
     this.active = true;
     this.queue.push(chunk);
+    // The peer's EOF came with this data (native sockets): the FIN rides on the last segment.
+    if (this.socket!.eofWithData === true) this.hostEof = true;
     if (this.queue.bytes >= this.table.config.bufferLimit || (this.sndWnd === 0 && this.state === TcpState.ESTABLISHED)) {
       this.pauseHost();
     }
@@ -1416,7 +1447,7 @@ export class TcpFlowTable {
    * 4-tuple is taken (the socket is then destroyed).
    */
   openToGuest(
-    family: 4 | 6, guestAddr: TcpAddr, guestPort: number, remoteAddr: TcpAddr, remotePort: number, socket: net.Socket,
+    family: 4 | 6, guestAddr: TcpAddr, guestPort: number, remoteAddr: TcpAddr, remotePort: number, socket: HostSide,
   ): TcpFlow | null {
     if (this.count >= this.config.maxFlows || this.lookup(family, guestAddr, guestPort, remoteAddr, remotePort)) {
       this.counters.rejectedFull++;

@@ -1,0 +1,109 @@
+import { describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+import { HostSocket } from './hostSocket.js';
+
+function listen(onConn: (s: net.Socket) => void): Promise<net.Server> {
+  const srv = net.createServer({ allowHalfOpen: true }, onConn);
+  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve(srv)));
+}
+
+function portOf(srv: net.Server): number {
+  return (srv.address() as net.AddressInfo).port;
+}
+
+/** Collects a HostSocket's events. */
+function watch(s: HostSocket): { events: string[]; data: Buffer[]; eofWithData: boolean[]; done: Promise<void>; err?: NodeJS.ErrnoException } {
+  const r: ReturnType<typeof watch> = { events: [], data: [], eofWithData: [], done: Promise.resolve() };
+  r.done = new Promise((resolve) => {
+    s.on('connect', () => r.events.push('connect'));
+    s.on('data', (b: Buffer) => {
+      r.data.push(b);
+      r.eofWithData.push(s.eofWithData);
+    });
+    s.on('end', () => {
+      r.events.push('end');
+      resolve();
+    });
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      r.err = e;
+      r.events.push(`error:${e.code}`);
+      resolve();
+    });
+  });
+  return r;
+}
+
+describe('HostSocket (native host side of a TCP flow)', () => {
+  it('connects, relays both ways with half-close, and reports the last data together with EOF', async () => {
+    const srv = await listen((c) => {
+      const got: Buffer[] = [];
+      c.on('data', (b) => got.push(b));
+      c.on('end', () => c.end(Buffer.concat([Buffer.from('echo:'), ...got])));
+    });
+    const s = new HostSocket(4, '127.0.0.1', portOf(srv), null);
+    const w = watch(s);
+    expect(s.write(Buffer.from('hello '))).toBe(false); // queued while connecting
+    await new Promise<void>((r) => s.on('connect', r));
+    expect(s.connecting).toBe(false);
+    expect(s.hostFd).toBeGreaterThanOrEqual(0);
+    let cbs = 0;
+    s.write(Buffer.from('world'), () => cbs++);
+    s.end();
+    await w.done;
+    expect(Buffer.concat(w.data).toString()).toBe('echo:hello world');
+    expect(w.eofWithData.at(-1)).toBe(true);
+    expect(cbs).toBe(1);
+    expect(s.destroyed).toBe(true); // both directions ended: closed
+    srv.close();
+  });
+
+  it('moves megabytes intact with a paused reader and a full socket buffer', async () => {
+    const payload = randomBytes(8 << 20);
+    const srv = await listen((c) => {
+      c.pipe(c); // echo, with back-pressure
+    });
+    const s = new HostSocket(4, '127.0.0.1', portOf(srv), null);
+    const w = watch(s);
+    await new Promise<void>((r) => s.on('connect', r));
+    s.pause();
+    for (let off = 0; off < payload.length; off += 1 << 20) s.write(payload.subarray(off, off + (1 << 20)));
+    expect(s.writableLength).toBeGreaterThan(0);
+    setTimeout(() => s.resume(), 50);
+    s.end();
+    await w.done;
+    const got = Buffer.concat(w.data);
+    expect(got.length).toBe(payload.length);
+    expect(createHash('sha256').update(got).digest('hex')).toBe(createHash('sha256').update(payload).digest('hex'));
+    srv.close();
+  });
+
+  it('reports a refused connect as ECONNREFUSED and resets the peer on resetAndDestroy', async () => {
+    const srv = await listen(() => {});
+    const port = portOf(srv);
+    await new Promise<void>((r) => srv.close(() => r()));
+    const refused = new HostSocket(4, '127.0.0.1', port, null);
+    const w = watch(refused);
+    await w.done;
+    expect(w.err?.code).toBe('ECONNREFUSED');
+    expect(w.err?.syscall).toBe('connect');
+
+    let peerErr = '';
+    const srv2 = await listen((c) => c.on('error', (e: NodeJS.ErrnoException) => (peerErr = e.code ?? '')));
+    const s = new HostSocket(4, '127.0.0.1', portOf(srv2), null);
+    await new Promise<void>((r) => s.on('connect', r));
+    await new Promise((r) => setTimeout(r, 20));
+    s.resetAndDestroy();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(peerErr).toBe('ECONNRESET');
+    srv2.close();
+  });
+
+  it('reports an unusable address asynchronously, like net.connect', async () => {
+    const s = new HostSocket(4, '127.0.0.1', 9, '192.0.2.77'); // bind to an address we do not have
+    const w = watch(s);
+    expect(w.events).toEqual([]);
+    await w.done;
+    expect(w.err?.code).toBe('EADDRNOTAVAIL');
+  });
+});

@@ -1,0 +1,276 @@
+/**
+ * A TCP flow's host side as a native socket (native/sockio.c `HostSocket`) instead of a
+ * `net.Socket`: no stream machinery, no libuv TCP handle, one uv_poll per flow and one JS call per
+ * event. It implements the small `HostSide` surface `TcpFlow` uses (the same as net.Socket's, so
+ * tap-mode forwards and tests keep handing net.Sockets to flows).
+ *
+ * Events: 'connect'; 'data' (Buffers the flow may keep: it queues them until the guest acknowledges
+ * them; see takeRead); 'end' (while the last chunk before the peer's EOF is being
+ * delivered, `eofWithData` is true so the flow can send that data and its FIN in one frame);
+ * 'error' (ErrnoException with Node's code, errno and syscall). Writes go straight to the fd;
+ * what the kernel does not take is queued here (`writableLength`) and written when the socket
+ * becomes writable; write callbacks come in order once their bytes reached the kernel. `end()`
+ * shuts the write side down after the queue drained; once both directions ended the fd is closed
+ * (there is no 'close' event: the flow ends itself). `resetAndDestroy()` closes with SO_LINGER 0.
+ */
+import { getSystemErrorName } from 'node:util';
+import { HostSocket as NativeHostSocket, type HostSocketHandle, setHostReadBuffer } from '../native.js';
+import type { HostSide } from './tcp.js';
+
+type Listener = (...args: never[]) => void;
+const EAGAIN = -11;
+
+/**
+ * Reads land in one shared buffer. A read of at least KEEP_MIN bytes is handed on as a view of
+ * it (no copy; the flow queues it until the guest ACKs it) and a fresh buffer takes its place;
+ * a smaller one is copied out into a buffer of its own size and the shared one is reused.
+ */
+const READ_SIZE = 64 * 1024;
+const KEEP_MIN = 32 * 1024;
+let readBuf: Buffer | null = null;
+
+function takeRead(n: number): Buffer {
+  const b = readBuf!;
+  if (n >= KEEP_MIN) {
+    readBuf = Buffer.allocUnsafeSlow(READ_SIZE);
+    setHostReadBuffer(readBuf);
+    return b.subarray(0, n);
+  }
+  const c = Buffer.allocUnsafe(n);
+  b.copy(c, 0, 0, n);
+  return c;
+}
+
+interface Pending {
+  buf: Uint8Array;
+  cb: ((err?: Error | null) => void) | undefined;
+}
+
+function errnoError(status: number, syscall: string): NodeJS.ErrnoException {
+  let code: string;
+  try {
+    code = getSystemErrorName(status);
+  } catch {
+    code = 'EIO';
+  }
+  const e: NodeJS.ErrnoException = new Error(`${syscall} ${code}`);
+  e.code = code;
+  e.errno = status;
+  e.syscall = syscall;
+  return e;
+}
+
+export class HostSocket implements HostSide {
+  connecting = true;
+  destroyed = false;
+  writable = true;
+  allowHalfOpen = true;
+  writableLength = 0;
+  eofWithData = false;
+  private h: HostSocketHandle | null = null;
+  private readonly q: Pending[] = [];
+  private qHead = 0;
+  private ending = false;
+  private shut = false;
+  private readEof = false;
+  private paused = false;
+  private onConnect: (() => void) | null = null;
+  private onData: ((b: Buffer) => void) | null = null;
+  private onEnd: (() => void) | null = null;
+  private onError: ((e: NodeJS.ErrnoException) => void) | null = null;
+
+  constructor(family: 4 | 6, address: string, port: number, bindAddress: string | null) {
+    if (readBuf === null) {
+      readBuf = Buffer.allocUnsafeSlow(READ_SIZE);
+      setHostReadBuffer(readBuf);
+    }
+    try {
+      this.h = new NativeHostSocket(family, address, port, bindAddress, this.onState, this.onRead);
+      // Connected inside connect() (loopback, veth): report it once the flow has its listeners on.
+      if (this.h.connected) queueMicrotask(() => this.onState(0));
+    } catch (err) {
+      // connect() failed at once (ENETUNREACH, EADDRNOTAVAIL, …): report it like net.connect, later.
+      const e = err as NodeJS.ErrnoException;
+      const ee = errnoError(typeof e.errno === 'number' ? e.errno : -5, 'connect');
+      this.destroyed = true;
+      this.writable = false;
+      queueMicrotask(() => this.onError?.(ee));
+    }
+  }
+
+  get hostFd(): number {
+    return this.h !== null && !this.connecting ? this.h.fd : -1;
+  }
+
+  on(event: string, listener: Listener): this {
+    switch (event) {
+      case 'connect': this.onConnect = listener as () => void; break;
+      case 'data': this.onData = listener as (b: Buffer) => void; break;
+      case 'end': this.onEnd = listener as () => void; break;
+      case 'error': this.onError = listener as (e: NodeJS.ErrnoException) => void; break;
+      default: // 'close': never emitted (see above)
+    }
+    return this;
+  }
+
+  setNoDelay(): this {
+    return this; // TCP_NODELAY is set natively
+  }
+
+  private readonly onState = (status: number): void => {
+    if (this.destroyed) return;
+    if (status === 0) {
+      this.connecting = false;
+      if (this.paused) this.h!.readStop();
+      this.onConnect?.();
+      if (this.writableLength > 0) this.drain();
+      else if (this.ending && !this.shut) this.doShutdown();
+      return;
+    }
+    if (status === 1) {
+      this.drain();
+      return;
+    }
+    this.fail(errnoError(status, 'connect'));
+  };
+
+  private readonly onRead = (length: number, status: number): void => {
+    if (this.destroyed) return;
+    if (status < 0) {
+      this.fail(errnoError(status, 'read'));
+      return;
+    }
+    if (length > 0) {
+      const chunk = takeRead(length);
+      this.eofWithData = status === 1;
+      this.onData?.(chunk);
+      this.eofWithData = false;
+      if (this.destroyed) return;
+    }
+    if (status === 1) {
+      this.readEof = true;
+      this.onEnd?.();
+      this.maybeClose();
+    }
+  };
+
+  write(buf: Uint8Array, cb?: (err?: Error | null) => void): boolean {
+    if (this.destroyed || this.ending) return false;
+    let off = 0;
+    if (this.writableLength === 0 && !this.connecting) {
+      const r = this.h!.write(buf);
+      if (r === buf.length) {
+        if (cb !== undefined) queueMicrotask(cb);
+        return true;
+      }
+      if (r < 0 && r !== EAGAIN) {
+        this.failSoon(errnoError(r, 'write'));
+        return false;
+      }
+      if (r > 0) off = r;
+    }
+    this.q.push({ buf: off > 0 ? buf.subarray(off) : buf, cb });
+    this.writableLength += buf.length - off;
+    if (!this.connecting) this.h!.wantWrite(true);
+    return false;
+  }
+
+  /** Socket writable: write what is queued, in order; callbacks of completed writes. */
+  private drain(): void {
+    const q = this.q;
+    while (this.qHead < q.length) {
+      const p = q[this.qHead];
+      const r = this.h!.write(p.buf);
+      if (r < 0) {
+        if (r === EAGAIN) break;
+        this.fail(errnoError(r, 'write'));
+        return;
+      }
+      this.writableLength -= r;
+      if (r < p.buf.length) {
+        p.buf = p.buf.subarray(r);
+        break;
+      }
+      this.qHead++;
+      p.cb?.();
+      if (this.destroyed) return;
+    }
+    if (this.qHead === q.length) {
+      q.length = 0;
+      this.qHead = 0;
+      if (this.ending && !this.shut) this.doShutdown();
+    } else {
+      if (this.qHead >= 64) {
+        q.splice(0, this.qHead);
+        this.qHead = 0;
+      }
+      this.h!.wantWrite(true);
+    }
+  }
+
+  end(): this {
+    if (this.destroyed || this.ending) return this;
+    this.ending = true;
+    this.writable = false;
+    if (!this.connecting && this.writableLength === 0) this.doShutdown();
+    return this;
+  }
+
+  private doShutdown(): void {
+    this.shut = true;
+    const r = this.h!.shutdown();
+    if (r < 0 && r !== -107 /* ENOTCONN: the peer is gone already */) {
+      this.failSoon(errnoError(r, 'shutdown'));
+      return;
+    }
+    this.maybeClose();
+  }
+
+  private maybeClose(): void {
+    if (this.readEof && this.shut && !this.destroyed) this.close(false);
+  }
+
+  pause(): this {
+    this.paused = true;
+    if (!this.connecting && this.h !== null && !this.destroyed) this.h.readStop();
+    return this;
+  }
+
+  resume(): this {
+    this.paused = false;
+    if (!this.connecting && this.h !== null && !this.destroyed && !this.readEof) this.h.readStart();
+    return this;
+  }
+
+  destroy(): this {
+    this.close(false);
+    return this;
+  }
+
+  resetAndDestroy(): this {
+    this.close(true);
+    return this;
+  }
+
+  private close(reset: boolean): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.writable = false;
+    this.h?.close(reset);
+    this.q.length = 0;
+    this.qHead = 0;
+    this.writableLength = 0;
+  }
+
+  private fail(err: NodeJS.ErrnoException): void {
+    if (this.destroyed) return;
+    this.close(false);
+    this.onError?.(err);
+  }
+
+  private failSoon(err: NodeJS.ErrnoException): void {
+    if (this.destroyed) return;
+    this.close(false);
+    queueMicrotask(() => this.onError?.(err));
+  }
+}
