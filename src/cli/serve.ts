@@ -6,8 +6,6 @@
 
 import fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import type { Logger } from 'pino';
 import { NamespaceAgent, type AgentOptions } from '../agent/NamespaceAgent.js';
 import { HeldCommand } from '../agent/HeldCommand.js';
@@ -62,30 +60,13 @@ function searchDomains(plan: RunPlan): string[] {
 }
 
 /**
- * A full, compacting GC on demand (V8's `gc`, reached without --expose-gc on the command line),
- * or null when the runtime refuses.
- */
-function fullGc(): (() => void) | null {
-  try {
-    v8.setFlagsFromString('--expose-gc');
-    const gc = vm.runInNewContext('gc') as unknown;
-    return typeof gc === 'function' ? (gc as () => void) : null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * After a burst of traffic, hand the memory it used back to the kernel, so RSS after load is
- * what is in use: one full GC (closed flows' buffers and slabs are garbage V8 would otherwise keep
- * until it next needs room; the young generation grown under load shrinks), then malloc_trim
- * (glibc keeps freed C heap mapped otherwise). Checked every 2 s: it happens once traffic has
- * gone quiet (< 1 MiB in the last interval) after at least 16 MiB moved.
+ * After a burst of traffic, hand the C heap's freed buffers back to the kernel (glibc keeps them
+ * mapped otherwise), so RSS after load is what is in use. Checked every 2 s: a trim happens once
+ * traffic has gone quiet (< 1 MiB in the last interval) after at least 16 MiB moved.
  */
 function idleTrimmer(bytesMoved: () => number): NodeJS.Timeout {
   let last = bytesMoved();
   let sinceTrim = 0;
-  const gc = fullGc();
   const timer = setInterval(() => {
     const now = bytesMoved();
     const delta = now - last;
@@ -93,7 +74,6 @@ function idleTrimmer(bytesMoved: () => number): NodeJS.Timeout {
     sinceTrim += delta;
     if (delta < 1 << 20 && sinceTrim >= 16 << 20) {
       sinceTrim = 0;
-      gc?.();
       mallocTrim();
     }
   }, 2000);
