@@ -17,7 +17,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Container, Lab, NET, PORTS, Stack } from '../test/lab/lab.js';
-import { BENCH_PORTS, buildRr, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, processTree, startBenchServers } from './harness.js';
+import { BENCH_PORTS, buildRr, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, processTree, startBenchServers, threadCpuSeconds } from './harness.js';
 import { sleep } from '../test/lab/exec.js';
 
 const { values: args } = parseArgs({
@@ -59,6 +59,14 @@ function wakeups(pid: number): number {
   return n;
 }
 
+function taskCount(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/task`).length;
+  } catch {
+    return 0;
+  }
+}
+
 async function tapPackets(c: Container): Promise<{ rx: number; tx: number }> {
   const r = await c.exec(['cat', '/proc/net/dev']);
   const f = (/^\s*tap0:(.*)$/m.exec(r.stdout)?.[1] ?? '').trim().split(/\s+/).map(Number);
@@ -95,12 +103,16 @@ async function main(): Promise<void> {
           (r[k] ??= []).push(v);
         };
         const tree = processTree(stack.pid);
+        // The Node process of the tree (the launch wrappers exec or wait): the one with most threads.
+        const nodePid = tree.reduce((best, p) => (taskCount(p) > taskCount(best) ? p : best), stack.pid);
         for (const row of ROWS) {
           if (row === 'down' || row === 'up') {
             const f0 = await tapPackets(container);
+            const t0 = threadCpuSeconds(nodePid);
             const c0 = cpuSeconds(tree);
             const out = await container.exec(iperfArgv(NET.server, PORTS.iperf, SECONDS, row === 'down'), { timeoutMs: (SECONDS + 30) * 1000 });
             const c1 = cpuSeconds(tree);
+            const t1 = threadCpuSeconds(nodePid);
             const f1 = await tapPackets(container);
             const ip = parseIperf(out.stdout);
             if (!ip.bytes) {
@@ -110,6 +122,12 @@ async function main(): Promise<void> {
             add(`${row}_gbps`, ip.gbps!);
             add(`${row}_cpu_s_per_GB`, (c1 - c0) / (ip.bytes / 1e9));
             add(`${row}_frames_to_guest_per_MB`, (f1.rx - f0.rx) / (ip.bytes / 1e6));
+            // The main thread (event loop) apart from Node's helper threads (GC, libuv pool).
+            const gb = ip.bytes / 1e9;
+            let others = 0;
+            for (const [name, sec] of t1) if (name !== 'main') others += sec - (t0.get(name) ?? 0);
+            add(`${row}_main_cpu_s_per_GB`, ((t1.get('main') ?? 0) - (t0.get('main') ?? 0)) / gb);
+            add(`${row}_helper_threads_cpu_s_per_GB`, others / gb);
             continue;
           }
           const port = row === 'rr' ? BENCH_PORTS.rr : BENCH_PORTS.crr;

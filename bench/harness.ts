@@ -2,7 +2,7 @@
 // rootless container netns in the test lab (design.md: loopback and lab namespaces only), timing
 // launch → ready, reading the stack's process tree (CPU, RSS), the container's TCP counters, and
 // running iperf3 / the rr probe / the integrity client.
-import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as net from 'node:net';
@@ -45,6 +45,28 @@ export function cpuSeconds(pids: number[]): number {
     }
   }
   return ticks / CLK_TCK;
+}
+
+/** CPU seconds (utime+stime) of each thread of `pid`, by thread name (comm): where the time goes. */
+export function threadCpuSeconds(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const t of tids) {
+    try {
+      const s = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      const comm = Number(t) === pid ? 'main' : s.slice(s.indexOf('(') + 1, s.lastIndexOf(')')).replace(/[0-9]+$/, '');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      out.set(comm, (out.get(comm) ?? 0) + (Number(f[11]) + Number(f[12])) / CLK_TCK);
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
 }
 
 /** Summed VmRSS and VmHWM (MB) over the pids. */

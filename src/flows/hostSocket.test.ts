@@ -78,6 +78,43 @@ describe('HostSocket (native host side of a TCP flow)', () => {
     srv.close();
   });
 
+  it('reads into recycled buffers without touching chunks still held', async () => {
+    const payload = randomBytes(16 << 20);
+    const srv = await listen((c) => c.end(payload));
+    const s = new HostSocket(4, '127.0.0.1', portOf(srv), null);
+    // Hold the last few chunks like a flow's unacknowledged queue, then hand them back.
+    const held: { b: Buffer; sum: string }[] = [];
+    const sum = (b: Buffer): string => createHash('sha1').update(b).digest('hex');
+    const memory = new Set<ArrayBufferLike>();
+    let reused = 0;
+    const whole = createHash('sha256');
+    let got = 0;
+    let corrupt = 0;
+    const done = new Promise<void>((resolve) => {
+      s.on('data', (b: Buffer) => {
+        if (memory.has(b.buffer)) reused++;
+        memory.add(b.buffer);
+        whole.update(b);
+        got += b.length;
+        held.push({ b, sum: sum(b) });
+        while (held.length > 4) {
+          const h = held.shift()!;
+          if (sum(h.b) !== h.sum) corrupt++;
+          s.recycle(h.b);
+        }
+      });
+      s.on('end', resolve);
+    });
+    await done;
+    for (const h of held) if (sum(h.b) !== h.sum) corrupt++;
+    expect(got).toBe(payload.length);
+    expect(whole.digest('hex')).toBe(createHash('sha256').update(payload).digest('hex'));
+    expect(corrupt).toBe(0);
+    expect(reused).toBeGreaterThan(0);
+    s.destroy();
+    srv.close();
+  });
+
   it('reports a refused connect as ECONNREFUSED and resets the peer on resetAndDestroy', async () => {
     const srv = await listen(() => {});
     const port = portOf(srv);

@@ -22,17 +22,45 @@ const EAGAIN = -11;
 
 /**
  * Reads land in one shared buffer. A read of at least KEEP_MIN bytes is handed on as a view of
- * it (no copy; the flow queues it until the guest ACKs it) and a fresh buffer takes its place;
+ * it (no copy; the flow queues it until the guest ACKs it) and another buffer takes its place;
  * a smaller one is copied out into a buffer of its own size and the shared one is reused.
+ * Buffers handed on come back through `recycle` once the guest has acknowledged them and wait in
+ * a small LIFO pool (the most recently freed, still in cache, is read into next): a bulk
+ * download reads into the same few buffers instead of allocating, zeroing and collecting one
+ * 64 KiB buffer per read.
  */
-const READ_SIZE = 64 * 1024;
+/**
+ * One read fills at most one GSO super-frame toward the guest (an IPv4 datagram's 65535 bytes less
+ * IP and TCP headers; the stack's GSO_MAX_PAYLOAD): a segment never spans two chunks, so a 64 KiB
+ * read would leave a 41-byte tail frame after every full one, doubling tun writes on a download.
+ */
+const READ_SIZE = 65535 - 20 - 20;
 const KEEP_MIN = 32 * 1024;
+/** Free read buffers kept for reuse (at most POOL_MAX × READ_SIZE bytes, 2 MiB). */
+const POOL_MAX = 32;
+const pool: ArrayBufferLike[] = [];
+/** The memory of every read buffer this module made: only those are taken back. */
+const ours = new WeakSet<ArrayBufferLike>();
 let readBuf: Buffer | null = null;
+
+function newReadBuffer(): Buffer {
+  const ab = pool.pop();
+  if (ab !== undefined) return Buffer.from(ab);
+  const b = Buffer.allocUnsafeSlow(READ_SIZE);
+  ours.add(b.buffer);
+  return b;
+}
+
+/** A chunk from a bulk read is no longer referenced by its flow: keep its memory for a later read. */
+function recycleRead(chunk: Buffer): void {
+  const ab = chunk.buffer;
+  if (chunk.byteOffset === 0 && pool.length < POOL_MAX && ours.has(ab) && ab !== readBuf!.buffer) pool.push(ab);
+}
 
 function takeRead(n: number): Buffer {
   const b = readBuf!;
   if (n >= KEEP_MIN) {
-    readBuf = Buffer.allocUnsafeSlow(READ_SIZE);
+    readBuf = newReadBuffer();
     setHostReadBuffer(readBuf);
     return b.subarray(0, n);
   }
@@ -67,6 +95,7 @@ export class HostSocket implements HostSide {
   allowHalfOpen = true;
   writableLength = 0;
   eofWithData = false;
+  readonly recycle = recycleRead;
   private h: HostSocketHandle | null = null;
   private readonly q: Pending[] = [];
   private qHead = 0;
@@ -81,7 +110,7 @@ export class HostSocket implements HostSide {
 
   constructor(family: 4 | 6, address: string, port: number, bindAddress: string | null) {
     if (readBuf === null) {
-      readBuf = Buffer.allocUnsafeSlow(READ_SIZE);
+      readBuf = newReadBuffer();
       setHostReadBuffer(readBuf);
     }
     try {

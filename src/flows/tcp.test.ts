@@ -933,4 +933,20 @@ describe('SendQueue', () => {
     q.locate(1);
     expect(q.locBuf.toString('latin1', q.locOff, q.locOff + q.locLen)).toBe('i');
   });
+
+  it('hands back each chunk once it is wholly acknowledged, never a partly acknowledged one', () => {
+    const q = new SendQueue();
+    const back: string[] = [];
+    q.recycle = (b) => back.push(b.toString('latin1'));
+    for (const c of ['abc', 'defg', 'hi', 'jk']) q.push(Buffer.from(c));
+    q.drop(2);
+    expect(back).toEqual([]);
+    q.drop(1);
+    expect(back).toEqual(['abc']);
+    q.drop(5); // defg and h
+    expect(back).toEqual(['abc', 'defg']);
+    q.drop(3); // i and jk: the queue is empty
+    expect(back).toEqual(['abc', 'defg', 'hi', 'jk']);
+    expect(q.bytes).toBe(0);
+  });
 });

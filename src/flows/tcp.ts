@@ -102,6 +102,11 @@ export interface HostSide {
   readonly hostFd?: number;
   /** Native sockets: true during a 'data' event that carries the last bytes before the peer's EOF. */
   readonly eofWithData?: boolean;
+  /**
+   * Native sockets: take back a 'data' chunk the flow no longer needs (acknowledged by the guest),
+   * so its memory is read into again instead of allocating a fresh buffer per read.
+   */
+  readonly recycle?: (chunk: Buffer) => void;
   on(event: string, listener: (...args: never[]) => void): unknown;
   setNoDelay?(noDelay?: boolean): unknown;
   write(buf: Uint8Array, cb?: (err?: Error | null) => void): boolean;
@@ -258,6 +263,11 @@ function socketFd(sock: HostSide): number {
  * `locate` finds a position with a cursor that remembers the last lookup (sending walks forward).
  */
 export class SendQueue {
+  /**
+   * Called with each chunk once it is wholly acknowledged (and forgotten here): the host side's
+   * read-buffer pool takes it back (HostSide.recycle). Never called for chunks dropped by close.
+   */
+  recycle: ((b: Buffer) => void) | null = null;
   private bufs: Buffer[] = [];
   private head = 0;
   private headOff = 0;
@@ -281,7 +291,9 @@ export class SendQueue {
   drop(n: number): void {
     if (n <= 0) return;
     this.bytes -= n;
+    const recycle = this.recycle;
     if (this.bytes === 0) {
+      if (recycle !== null) for (let i = this.head; i < this.bufs.length; i++) recycle(this.bufs[i]);
       this.bufs.length = 0;
       this.head = this.headOff = this.cIdx = this.cStart = 0;
       return;
@@ -290,6 +302,7 @@ export class SendQueue {
     this.headOff += n;
     while (this.headOff >= bufs[this.head].length) {
       this.headOff -= bufs[this.head].length;
+      if (recycle !== null) recycle(bufs[this.head]);
       bufs[this.head] = EMPTY;
       this.head++;
     }
@@ -582,6 +595,7 @@ export class TcpFlow implements TcpEndpoints {
 
   private attach(sock: HostSide): void {
     this.socket = sock;
+    this.queue.recycle = sock.recycle ?? null;
     (sock as { allowHalfOpen: boolean }).allowHalfOpen = true;
     sock.on('connect', this.onConnect);
     sock.on('data', this.onData);
