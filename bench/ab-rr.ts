@@ -17,7 +17,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Container, Lab, NET, PORTS, Stack } from '../test/lab/lab.js';
-import { BENCH_PORTS, buildRr, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, processTree, startBenchServers, threadCpuSeconds } from './harness.js';
+import { BENCH_PORTS, buildRr, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, cpuSteal, processTree, startBenchServers, threadCpuSeconds } from './harness.js';
 import { sleep } from '../test/lab/exec.js';
 
 const { values: args } = parseArgs({
@@ -105,6 +105,7 @@ async function main(): Promise<void> {
         const tree = processTree(stack.pid);
         // The Node process of the tree (the launch wrappers exec or wait): the one with most threads.
         const nodePid = tree.reduce((best, p) => (taskCount(p) > taskCount(best) ? p : best), stack.pid);
+        const steal0 = cpuSteal();
         for (const row of ROWS) {
           if (row === 'down' || row === 'up') {
             const f0 = await tapPackets(container);
@@ -154,6 +155,9 @@ async function main(): Promise<void> {
           if (row === 'crr' && j.errors) add('crr_errors', j.errors);
         }
         add('rss_mb', memoryMB(tree).rss);
+        // CPU time the hypervisor took from this VM during the rows: high = a noisy round.
+        const steal1 = cpuSteal();
+        add('steal_pct', (100 * (steal1.steal - steal0.steal)) / Math.max(1, steal1.total - steal0.total));
         await stack.stop('SIGTERM', 5000);
         container.child.kill('SIGKILL');
         process.stderr.write(`round ${round + 1} ${b.name}: ${JSON.stringify(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.at(-1)])))}\n`);

@@ -47,6 +47,12 @@ export function cpuSeconds(pids: number[]): number {
   return ticks / CLK_TCK;
 }
 
+/** The machine's CPU time so far, and how much of it the hypervisor stole (/proc/stat, ticks). */
+export function cpuSteal(): { total: number; steal: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return { total: f.slice(0, 8).reduce((a, b) => a + b, 0), steal: f[7] ?? 0 };
+}
+
 /** CPU seconds (utime+stime) of each thread of `pid`, by thread name (comm): where the time goes. */
 export function threadCpuSeconds(pid: number): Map<string, number> {
   const out = new Map<string, number>();

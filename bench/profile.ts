@@ -4,13 +4,15 @@
 // stopped with SIGTERM (which writes the .cpuprofile), and the top functions by self time are
 // printed (bench/cpuprofile.ts). Raw files stay in bench/results/profile-<date>/.
 //
-//   npx tsx bench/profile.ts [--seconds 8] [--mtu 1500] [--path upload|download] [--no-perf]
+// --path rr / crr profile the request/response and connection-rate probes (bench/rr.c) instead.
+//
+//   npx tsx bench/profile.ts [--seconds 8] [--mtu 1500] [--path upload|download|rr|crr] [--no-perf]
 import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Lab, NET, PORTS, REPO } from '../test/lab/lab.js';
 import { run, sleep, which } from '../test/lab/exec.js';
-import { endSession, launch, loadRow, unprivDir } from './harness.js';
+import { BENCH_PORTS, buildRr, endSession, launch, loadRow, startBenchServers, unprivDir } from './harness.js';
 import { summarize } from './cpuprofile.js';
 
 const { values: a } = parseArgs({
@@ -24,13 +26,15 @@ const { values: a } = parseArgs({
 });
 const SECONDS = Number(a.seconds);
 const MTUS = (a.mtu?.length ? a.mtu : ['65520', '1500']).map(Number);
-const PATHS = (a.path?.length ? a.path : ['upload', 'download']) as ('upload' | 'download')[];
+const PATHS = (a.path?.length ? a.path : ['upload', 'download']) as ('upload' | 'download' | 'rr' | 'crr')[];
 const PERF = !a['no-perf'] && !!which('perf');
 
 const out = join(REPO, 'bench/results', `profile-${new Date().toISOString().replace(/[:.]/g, '-')}`);
 mkdirSync(out, { recursive: true });
 const lab = await Lab.create('profile', { iperf: true });
 const report: string[] = [];
+const probe = PATHS.some((p) => p === 'rr' || p === 'crr') ? await buildRr(lab) : '';
+if (probe) await startBenchServers(lab, probe);
 try {
   for (const mtu of MTUS) {
     for (const path of PATHS) {
@@ -49,12 +53,18 @@ try {
           run(['perf', 'record', '-F', '499', '-g', '-p', String(s.stack.pid), '-o', perfData, '--', 'sleep', String(Math.max(1, SECONDS - 2))], { timeoutMs: (SECONDS + 20) * 1000 }),
         );
       }
-      const r = await loadRow(s, 'container', NET.server, PORTS.iperf, SECONDS, path === 'download');
+      let head: string;
+      if (path === 'rr' || path === 'crr') {
+        const res = await s.container.exec([probe, `client-${path}`, NET.server, String(path === 'rr' ? BENCH_PORTS.rr : BENCH_PORTS.crr), String(SECONDS)], { timeoutMs: (SECONDS + 30) * 1000 });
+        head = `## ${path} to the world, MTU ${mtu}: ${res.stdout.trim()}`;
+      } else {
+        const r = await loadRow(s, 'container', NET.server, PORTS.iperf, SECONDS, path === 'download');
+        head = `## ${path} ${path === 'upload' ? '→' : '←'} world, MTU ${mtu}: ${r.gbps?.toFixed(2) ?? r.error} Gbit/s, stack CPU ${r.cpuSeconds?.toFixed(2)} s (${r.cpuPerGB?.toFixed(2)} s/GB)`;
+      }
       await perfDone;
       await endSession(s);
       await sleep(300);
       const prof = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-      const head = `## ${path} ${path === 'upload' ? '→' : '←'} world, MTU ${mtu}: ${r.gbps?.toFixed(2) ?? r.error} Gbit/s, stack CPU ${r.cpuSeconds?.toFixed(2)} s (${r.cpuPerGB?.toFixed(2)} s/GB)`;
       report.push(head);
       if (prof) {
         copyFileSync(join(dir, prof), join(out, `${tag}.cpuprofile`));

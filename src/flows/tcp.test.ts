@@ -270,6 +270,9 @@ describe('handshake', () => {
       expect(sa.flags).toBe(SYN | ACK);
       table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1, ack: u32(sa.seq + 1), flags: ACK | PSH, data: Buffer.from('hello') }));
       table.flushAcks();
+      // A small request: its ACK waits up to pushAckDelayMs for a reply to carry it.
+      expect(env.out).toEqual([]);
+      await vi.waitFor(() => expect(env.out).toHaveLength(1));
       expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, ISN + 6]]);
       await vi.waitFor(() => expect(Buffer.concat(got).toString()).toBe('hello'));
       await vi.waitFor(() => expect(serverSock).not.toBeNull());
@@ -335,6 +338,30 @@ describe('guest → host data', () => {
     table.flushAcks();
     expect(sock.bytes).toEqual(Buffer.concat([a, b, c]));
     expect(env.take().map((o) => [o.flags, o.seq, o.ack])).toEqual([[ACK, u32(iss + 1), ISN + 301]]);
+  });
+
+  it('lets a reply carry the ACK of a small request, else ACKs it within pushAckDelayMs', () => {
+    useFakeTimers();
+    const { env, table } = make();
+    const { sock, iss } = open(env, table);
+    // Request, reply within the delay: one frame, the reply with the ACK.
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1, ack: u32(iss + 1), flags: ACK | PSH, data: bytes(10) }));
+    table.flushAcks();
+    expect(env.out).toEqual([]);
+    sock.emit('data', bytes(20));
+    expect(env.take().map((o) => [o.flags, o.ack, o.data.length])).toEqual([[ACK | PSH, ISN + 11, 20]]);
+    vi.advanceTimersByTime(50);
+    expect(env.out).toEqual([]);
+    // Request, no reply: the ACK alone after 1 ms.
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 11, ack: u32(iss + 21), flags: ACK | PSH, data: bytes(10) }));
+    table.flushAcks();
+    expect(env.out).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, ISN + 21]]);
+    // A full-sized segment with PSH is acknowledged at once.
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 21, ack: u32(iss + 21), flags: ACK | PSH, data: bytes(1460) }));
+    table.flushAcks();
+    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, ISN + 1481]]);
   });
 
   it('delays the ACK of a lone segment without PSH', () => {
@@ -719,7 +746,10 @@ describe('resets', () => {
       table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1, ack: u32(sa.seq + 1), flags: ACK | PSH, data: Buffer.from('x') }));
       table.flushAcks();
       await closed;
-      expect(env.take().map((o) => [o.flags, o.seq, o.ack])).toEqual([[ACK, u32(sa.seq + 1), ISN + 2], [RST | ACK, u32(sa.seq + 1), ISN + 2]]);
+      // The request's ACK goes out on its own only if the reset takes longer than pushAckDelayMs.
+      const out = env.take().map((o) => [o.flags, o.seq, o.ack]);
+      expect(out.at(-1)).toEqual([RST | ACK, u32(sa.seq + 1), ISN + 2]);
+      expect(out.slice(0, -1)).toEqual(out.length === 2 ? [[ACK, u32(sa.seq + 1), ISN + 2]] : []);
       expect(table.counters.resets).toBe(1);
     } finally {
       server.close();

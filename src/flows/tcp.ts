@@ -38,8 +38,12 @@
  *
  * ACKs are batched: receiving marks the flow "dirty"; `flushAcks()` (called by the stack after
  * each tap batch, and as a microtask fallback) sends one ACK per flow that needs one. An ACK is
- * due at once after two data segments, PSH, FIN, out-of-order or duplicate data, else it is
- * delayed by `delayedAckMs`. Any segment we send carries the ACK and cancels a pending one.
+ * due at once after two data segments, a full-sized segment with PSH, FIN, out-of-order or
+ * duplicate data, else it is delayed by `delayedAckMs`. A lone segment smaller than our MSS with
+ * PSH (a request, while the host can still reply) is acknowledged within `pushAckDelayMs` (1 ms): a host reply that comes sooner
+ * carries the ACK, so a request/response exchange costs the guest one frame from us, not two, and
+ * a guest whose Nagle waits for that ACK waits at most that long. Any segment we send carries the
+ * ACK and cancels a pending one.
  *
  * Host → guest. Host socket chunks are queued as they come (a list of Buffers with offsets, no
  * concatenation: `SendQueue`); queue position 0 is SND.UNA. Segments of at most the guest's MSS
@@ -168,6 +172,8 @@ export interface TcpConfig {
   /** SYN-ACK / SYN retransmissions before giving up on a handshake. */
   synRetries: number;
   delayedAckMs: number;
+  /** ACK delay for a lone small segment with PSH (a reply from the host may carry the ACK). */
+  pushAckDelayMs: number;
   timeWaitMs: number;
   /** Host connect taking longer → treated as ETIMEDOUT (unreachable). */
   connectTimeoutMs: number;
@@ -193,6 +199,7 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = {
   maxRetransmits: 12,
   synRetries: 5,
   delayedAckMs: 40,
+  pushAckDelayMs: 1,
   timeWaitMs: 2_000,
   connectTimeoutMs: 60_000,
   idleTimeoutMs: 7_200_000,
@@ -372,6 +379,20 @@ class Deadline {
     this.schedule(this.at - now, now);
   }
 
+  /** Arm unless already due no later than `ms` from now (never moves a deadline later). */
+  armBy(ms: number): void {
+    if (this.at !== 0 && this.at <= Date.now() + Math.max(1, ms)) return;
+    this.arm(ms);
+  }
+
+  /**
+   * Forget the deadline but leave the timer to lapse: for a deadline re-armed about as often as it
+   * is cancelled (the delayed ACK, once per request), which then costs no setTimeout churn.
+   */
+  disarm(): void {
+    this.at = 0;
+  }
+
   cancel(): void {
     this.at = 0;
     if (this.handle !== null) {
@@ -472,6 +493,8 @@ export class TcpFlow implements TcpEndpoints {
   ackPending = false;
   /** The pending ACK must go out at the next flush. */
   ackNow = false;
+  /** A small segment with PSH awaits its ACK (sent within pushAckDelayMs). */
+  private pushed = false;
   private segsUnacked = 0;
   /** Queued in the table's dirty list. */
   inDirty = false;
@@ -853,7 +876,8 @@ export class TcpFlow implements TcpEndpoints {
       this.wBytes += len;
     }
     this.ackPending = true;
-    if (push || ++this.segsUnacked >= 2) this.ackNow = true;
+    if (++this.segsUnacked >= 2 || (push && (len >= this.rcvMss || this.hostEof))) this.ackNow = true;
+    else if (push) this.pushed = true; // a request: the host's reply may carry the ACK
     this.markDirty();
   }
 
@@ -883,6 +907,7 @@ export class TcpFlow implements TcpEndpoints {
     if (this.wCount !== 0) this.flushWrites();
     if (this.state === TcpState.CLOSED) return;
     if (this.ackNow) this.sendAck();
+    else if (this.pushed) this.delack.armBy(this.table.config.pushAckDelayMs);
     else if (this.ackPending && !this.delack.armed) this.delack.arm(this.table.config.delayedAckMs);
   }
 
@@ -1074,8 +1099,9 @@ export class TcpFlow implements TcpEndpoints {
   private ackSent(): void {
     this.ackPending = false;
     this.ackNow = false;
+    this.pushed = false;
     this.segsUnacked = 0;
-    this.delack.cancel();
+    this.delack.disarm();
   }
 
   /**
