@@ -7,7 +7,7 @@
 // and the stack's voluntary context switches (sleeps); rows `down`/`up` are iperf3 to the world
 // (Gbit/s, stack CPU s/GB, frames to the guest per MB).
 //
-//   npx tsx bench/ab-rr.ts --build A=/path/to/checkout --build B=/other/checkout \
+//   npx tsx bench/ab-rr.ts --build A=/path/to/checkout --build B=/other/checkout[@ENV=VALUE...] \
 //     [--rounds 5] [--seconds 2] [--mtu 65520] [--rows rr,crr,down,up] [--env NAME=VALUE]
 //
 // Each build directory is a full checkout with `npm run build` done (bin/, dist/, build/Release),
@@ -31,9 +31,11 @@ const { values: args } = parseArgs({
   },
   strict: true,
 });
+// NAME=DIR[@ENV=VALUE...]: the same checkout may run as several builds with different settings.
 const builds = (args.build ?? []).map((b) => {
   const i = b.indexOf('=');
-  return { name: b.slice(0, i), dir: b.slice(i + 1) };
+  const [dir, ...envs] = b.slice(i + 1).split('@');
+  return { name: b.slice(0, i), dir, env: Object.fromEntries(envs.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])) };
 });
 if (builds.length === 0) throw new Error('--build NAME=DIR (one or more)');
 const ROUNDS = Number(args.rounds);
@@ -87,7 +89,7 @@ async function main(): Promise<void> {
           ...lab.unprivPrefix(), process.execPath, join(b.dir, 'bin/slipway'), '--configure', '--mtu', MTU,
           '--dns-upstream', NET.dns, '--ready-fd', '3', String(container.pid),
         ];
-        const child = lab.spawnTracked(`ab-${b.name}-${round}`, argv, { env: { ...lab.unprivEnv(), ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+        const child = lab.spawnTracked(`ab-${b.name}-${round}`, argv, { env: { ...lab.unprivEnv(), ...extraEnv, ...b.env }, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
         const stack = new Stack('slipway', child, argv, { gateway: '10.0.2.2', dns: '10.0.2.3', guest: '10.0.2.100' });
         await new Promise<void>((resolve, reject) => {
           const t = setTimeout(() => reject(new Error(`${b.name}: not ready: ${stack.stderr.text()}`)), 20_000);

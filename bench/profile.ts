@@ -21,6 +21,8 @@ const { values: a } = parseArgs({
     mtu: { type: 'string', multiple: true },
     path: { type: 'string', multiple: true },
     'no-perf': { type: 'boolean', default: false },
+    /** perf only: no --cpu-prof (its sampling thread and bookkeeping cost the process ~10-20 %). */
+    'no-cpu-prof': { type: 'boolean', default: false },
     interval: { type: 'string', default: '250' },
   },
 });
@@ -42,7 +44,9 @@ try {
       const dir = unprivDir(lab, `prof-${tag}-`);
       const s = await launch(lab, 'slipway', {
         mtu,
-        nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${a.interval}`, '--perf-basic-prof'],
+        nodeArgs: a['no-cpu-prof']
+          ? ['--perf-basic-prof']
+          : ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${a.interval}`, '--perf-basic-prof'],
       });
       process.stderr.write(`profile: ${tag} (slipway pid ${s.stack.pid})\n`);
       let perfDone: Promise<unknown> = Promise.resolve();
@@ -75,6 +79,9 @@ try {
       if (PERF) {
         const rep = await run(['perf', 'report', '-f', '-i', perfData, '--stdio', '--no-children', '--sort', 'dso,sym', '--percent-limit', '1.2'], { timeoutMs: 120_000 });
         const lines = rep.stdout.split('\n').filter((l) => /^\s+\d+\.\d+%/.test(l)).slice(0, 30);
+        const dsos = await run(['perf', 'report', '-f', '-i', perfData, '--stdio', '--no-children', '--sort', 'dso', '--percent-limit', '0.5'], { timeoutMs: 120_000 });
+        const dsoLines = dsos.stdout.split('\n').filter((l) => /^\s+\d+\.\d+%/.test(l)).map((l) => l.trim().replace(/\s+/, ' ')).slice(0, 8);
+        report.push(`perf by object: ${dsoLines.join(', ')}`);
         report.push('perf (whole process incl. kernel, self, dso/sym):\n' + lines.join('\n'));
         writeFileSync(join(out, `${tag}.perf.txt`), rep.stdout);
       }

@@ -67,7 +67,7 @@ import { pseudoSum6 } from './wire/checksum.js';
 import { writeU32 } from './wire/bytes.js';
 import { VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_HDR_LEN } from './wire/vnet.js';
 import { TcpFlowTable, type HostSide, type TcpFlow, type TcpFlowEnv } from './flows/tcp.js';
-import { HostSocket } from './flows/hostSocket.js';
+import { dropReadPool, HostSocket } from './flows/hostSocket.js';
 import { writeSlices } from './native.js';
 import { DhcpServer } from './services/dhcp.js';
 import type { DnsForwarder } from './services/dns.js';
@@ -779,6 +779,12 @@ export class Stack {
   }
 
   /** Counters for logs and the API. */
+  /** Traffic went quiet: drop the buffers kept for reuse under load (read pool, spare slab). */
+  releaseIdleBuffers(): void {
+    this.tcp.dropSpares();
+    dropReadPool();
+  }
+
   stats(): object {
     return {
       frames: { rx: this.counters.rxFrames, rxBytes: this.counters.rxBytes, tx: this.sink.sent, txDropped: this.sink.dropped, txErrors: this.sink.writeErrors, lastTxError: this.sink.lastWriteError },

@@ -36,8 +36,8 @@ const EAGAIN = -11;
  */
 const READ_SIZE = 65535 - 20 - 20;
 const KEEP_MIN = 32 * 1024;
-/** Free read buffers kept for reuse (at most POOL_MAX × READ_SIZE bytes, 2 MiB). */
-const POOL_MAX = 32;
+/** Free read buffers kept for reuse (at most POOL_MAX × READ_SIZE bytes, 4 MiB: a flow's whole send queue, so acknowledging a full queue at once leaves no garbage). */
+const POOL_MAX = 64;
 const pool: ArrayBufferLike[] = [];
 /** The memory of every read buffer this module made: only those are taken back. */
 const ours = new WeakSet<ArrayBufferLike>();
@@ -55,6 +55,11 @@ function newReadBuffer(): Buffer {
 function recycleRead(chunk: Buffer): void {
   const ab = chunk.buffer;
   if (chunk.byteOffset === 0 && pool.length < POOL_MAX && ours.has(ab) && ab !== readBuf!.buffer) pool.push(ab);
+}
+
+/** Forget the free read buffers (traffic went quiet: let the memory go). */
+export function dropReadPool(): void {
+  pool.length = 0;
 }
 
 function takeRead(n: number): Buffer {

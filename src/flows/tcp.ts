@@ -956,7 +956,7 @@ export class TcpFlow implements TcpEndpoints {
   private toSlab(sock: HostSide, buf: Uint8Array, off: number, len: number): void {
     while (len > 0) {
       let slab = this.slab;
-      if (slab === null) slab = this.slab = Buffer.allocUnsafeSlow(this.table.config.bufferLimit);
+      if (slab === null) slab = this.slab = this.table.takeSlab();
       const cap = slab.length;
       let used = this.slabInUse();
       if (used === 0) this.slabHead = 0;
@@ -1395,6 +1395,9 @@ export class TcpFlow implements TcpEndpoints {
     this.wCount = 0;
     this.wBytes = 0;
     this.wBuf = null;
+    // The slab goes back to the table once no write still points into it (every run called back).
+    if (this.slab !== null && this.slabPending === 0 && this.freshPending === 0 && this.runLen === 0) this.table.giveSlab(this.slab);
+    this.slab = null;
     this.table.release(this);
   }
 }
@@ -1421,6 +1424,12 @@ export class TcpFlowTable {
   private count = 0;
   private readonly dirty: TcpFlow[] = [];
   private flushQueued = false;
+  /**
+   * One slab kept from a finished flow for the next flow that needs one: flows come and go one
+   * after another far more often than many are backlogged at once, and a fresh `bufferLimit`
+   * buffer per flow would pile up as garbage until V8 next collects external memory.
+   */
+  private spareSlab: Buffer | null = null;
   private readonly flushTask = (): void => {
     this.flushQueued = false;
     this.flushAcks();
@@ -1428,6 +1437,26 @@ export class TcpFlowTable {
 
   constructor(readonly env: TcpFlowEnv, config: Partial<TcpConfig> = {}) {
     this.config = { ...DEFAULT_TCP_CONFIG, ...config };
+  }
+
+  /** @internal A slab for a flow's host-bound copies (the spare one, or a new one). */
+  takeSlab(): Buffer {
+    const s = this.spareSlab;
+    if (s !== null) {
+      this.spareSlab = null;
+      return s;
+    }
+    return Buffer.allocUnsafeSlow(this.config.bufferLimit);
+  }
+
+  /** @internal A finished flow's slab, no longer referenced by any write. */
+  giveSlab(slab: Buffer): void {
+    if (this.spareSlab === null && slab.length === this.config.bufferLimit) this.spareSlab = slab;
+  }
+
+  /** Forget the spare slab (traffic went quiet: let the memory go). */
+  dropSpares(): void {
+    this.spareSlab = null;
   }
 
   /** Flows in the table. */
