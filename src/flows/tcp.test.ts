@@ -768,7 +768,7 @@ describe('resets', () => {
 });
 
 describe('close', () => {
-  it('guest FIN half-closes toward the host; host data still flows; then FIN, TIME-WAIT, closed', async () => {
+  it('guest FIN half-closes toward the host; host data still flows; then FIN, closed at once (the guest holds the TIME-WAIT)', async () => {
     useFakeTimers();
     const { env, table } = make();
     const { flow, sock, iss } = open(env, table, { mss: 1000 }, 65535);
@@ -785,11 +785,10 @@ describe('close', () => {
     expect(env.take().map((o) => [o.flags, o.seq - iss, o.ack])).toEqual([[FIN | ACK, 301, ISN + 5]]);
     expect(flow.stateName).toBe('LAST_ACK');
     table.input(4, GUEST, REMOTE, seg({ seq: ISN + 5, ack: u32(iss + 302), flags: ACK }));
-    expect(flow.stateName).toBe('TIME_WAIT');
-    expect(env.closedFlows).toHaveLength(0);
-    vi.advanceTimersByTime(2000);
+    expect(flow.stateName).toBe('CLOSED');
     expect(env.closedFlows).toEqual([flow]);
     expect(table.active).toBe(0);
+    expect(table.timeWaiting).toBe(0);
   });
 
   it('host end half-closes toward the guest; guest data still flows; retransmitted FIN is re-ACKed', () => {
@@ -810,16 +809,54 @@ describe('close', () => {
     table.input(4, GUEST, REMOTE, seg({ seq: ISN + 501, ack: u32(iss + 102), flags: ACK | FIN }));
     table.flushAcks();
     expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, ISN + 502]]);
-    expect(flow.stateName).toBe('TIME_WAIT');
-    // Our ACK was lost: the guest repeats its FIN and hears the same ACK.
+    // Our FIN went first: the flow is done, its 4-tuple stays in TIME-WAIT.
+    expect(flow.stateName).toBe('CLOSED');
+    expect(env.closedFlows).toEqual([flow]);
+    expect(table.active).toBe(0);
+    expect(table.timeWaiting).toBe(1);
+    // Our ACK was lost: the guest repeats its FIN and hears the same ACK; the wait restarts.
     vi.advanceTimersByTime(1000);
     table.input(4, GUEST, REMOTE, seg({ seq: ISN + 501, ack: u32(iss + 102), flags: ACK | FIN }));
     table.flushAcks();
     expect(env.take().map((o) => [o.flags, o.seq - iss, o.ack])).toEqual([[ACK, 102, ISN + 502]]);
+    // A bare ACK draws nothing.
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 502, ack: u32(iss + 102), flags: ACK }));
+    expect(env.out).toEqual([]);
     vi.advanceTimersByTime(1999);
-    expect(env.closedFlows).toHaveLength(0);
+    expect(table.timeWaiting).toBe(1);
     vi.advanceTimersByTime(1);
-    expect(env.closedFlows).toEqual([flow]);
+    expect(table.timeWaiting).toBe(0);
+    // Gone: a late segment for the 4-tuple is answered like any unknown one.
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 501, ack: u32(iss + 102), flags: ACK | FIN }));
+    expect(env.take().map((o) => o.flags)).toEqual([RST]);
+  });
+
+  it('TIME-WAIT: a RST ends it, a new SYN beyond it opens a new flow, an old SYN is re-ACKed', () => {
+    useFakeTimers();
+    const { env, table } = make();
+    const closeFromHost = (): number => {
+      const { sock, iss } = open(env, table, { mss: 1000 }, 65535);
+      sock.emit('end');
+      expect(env.take().map((o) => o.flags)).toEqual([FIN | ACK]);
+      table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1, ack: u32(iss + 2), flags: ACK | FIN }));
+      table.flushAcks();
+      expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, ISN + 2]]);
+      expect(table.timeWaiting).toBe(1);
+      return iss;
+    };
+    const iss = closeFromHost();
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 2, ack: u32(iss + 2), flags: RST }));
+    expect(table.timeWaiting).toBe(0);
+    expect(env.out).toEqual([]);
+    const iss2 = closeFromHost();
+    // The same SYN again (old): re-ACKed from TIME-WAIT, no new flow.
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN, flags: SYN, mss: 1000 }));
+    expect(env.take().map((o) => [o.flags, o.seq, o.ack])).toEqual([[ACK, u32(iss2 + 2), ISN + 2]]);
+    expect(table.active).toBe(0);
+    // A SYN beyond the old sequence space: a new incarnation.
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 100000, flags: SYN, mss: 1000 }));
+    expect(table.timeWaiting).toBe(0);
+    expect(table.active).toBe(1);
   });
 
   it('sends the FIN on the last data segment when the host has already ended', () => {

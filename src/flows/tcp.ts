@@ -62,8 +62,11 @@
  * socket reports the EOF with the last data, `eofWithData`, so they go out in one frame). Guest
  * RST (exactly at RCV.NXT; elsewhere in the window: challenge ACK, RFC 5961) →
  * `socket.resetAndDestroy()`; host errors (ECONNRESET, EPIPE, …) → RST to the guest. When both
- * FINs are acknowledged the flow lingers `timeWaitMs` (TIME-WAIT: retransmitted FINs are ACKed),
- * then `env.closed`. Every state has a timer that ends it: connect timeout, SYN(-ACK) retries,
+ * FINs are acknowledged the flow is finished (`env.closed`). If our FIN went first (the host
+ * closed first), the 4-tuple lingers `timeWaitMs` in TIME-WAIT, where a retransmitted guest FIN
+ * is ACKed again; what lingers is a small `TimeWait` record in the table, not the flow (at
+ * thousands of connections per second, whole flows held for 2 s were most of the heap and of the
+ * GC's work). If the guest's FIN went first, its side holds the TIME-WAIT and ours closes at once. Every state has a timer that ends it: connect timeout, SYN(-ACK) retries,
  * data retries, idle (long while open, short once either side has sent FIN), TIME-WAIT.
  *
  * Addresses: IPv4 addresses are uint32 numbers, IPv6 addresses strings; `flow.key` starts with
@@ -242,8 +245,7 @@ export const TcpState = {
   SYN_RCVD: 2,
   /** Synchronized: data both ways, FINs tracked by flags. */
   ESTABLISHED: 3,
-  /** Both FINs acknowledged; lingering for retransmitted FINs. */
-  TIME_WAIT: 4,
+  /** Finished (TIME-WAIT, when due, is kept by the table as a `TimeWait` record). */
   CLOSED: 5,
 } as const;
 export type TcpStateValue = (typeof TcpState)[keyof typeof TcpState];
@@ -341,6 +343,27 @@ export class SendQueue {
     this.locOff = pos - this.cStart;
     this.locLen = b.length - this.locOff;
   }
+}
+
+/**
+ * What is left of a finished flow whose FIN went first (RFC 9293 TIME-WAIT): its addresses and
+ * the sequence numbers of our last ACK, so a retransmitted guest FIN is acknowledged again.
+ */
+class TimeWait implements TcpEndpoints {
+  constructor(
+    readonly key: string,
+    readonly family: 4 | 6,
+    readonly guestAddr: TcpAddr,
+    readonly guestPort: number,
+    readonly remoteAddr: TcpAddr,
+    readonly remotePort: number,
+    /** SND.NXT (after our FIN) and RCV.NXT (after the guest's FIN). */
+    readonly seq: number,
+    readonly ack: number,
+    readonly window: number,
+    /** Date.now() when it ends; moved on by a retransmitted FIN. */
+    public expires: number,
+  ) {}
 }
 
 /**
@@ -472,6 +495,8 @@ export class TcpFlow implements TcpEndpoints {
   hostEof = false;
   finSent = false;
   finAcked = false;
+  /** Our FIN went out before the guest's arrived: this side holds the TIME-WAIT. */
+  private closedFirst = false;
   /** Guest's FIN has been received (host socket ended). */
   guestFin = false;
   private paused = false;
@@ -557,11 +582,10 @@ export class TcpFlow implements TcpEndpoints {
       case TcpState.CONNECTING: return 'LISTEN';
       case TcpState.SYN_SENT: return 'SYN_SENT';
       case TcpState.SYN_RCVD: return 'SYN_RCVD';
-      case TcpState.TIME_WAIT: return 'TIME_WAIT';
       case TcpState.CLOSED: return 'CLOSED';
     }
     if (this.finSent) {
-      if (this.guestFin) return this.finAcked ? 'TIME_WAIT' : 'LAST_ACK';
+      if (this.guestFin) return this.finAcked ? 'CLOSING' : 'LAST_ACK';
       return this.finAcked ? 'FIN_WAIT_2' : 'FIN_WAIT_1';
     }
     return this.guestFin ? 'CLOSE_WAIT' : 'ESTABLISHED';
@@ -736,7 +760,6 @@ export class TcpFlow implements TcpEndpoints {
       if (d + segLen <= 0) {
         // Entirely old (a retransmit we already have, a retransmitted FIN, a keep-alive): re-ACK.
         this.requestAck(true);
-        if (this.state === TcpState.TIME_WAIT && fin) this.life.arm(this.table.config.timeWaitMs);
         return;
       }
       off -= d;
@@ -1137,13 +1160,17 @@ export class TcpFlow implements TcpEndpoints {
       if (seqLt(this.sndMax, this.sndNxt)) this.sndMax = this.sndNxt;
       sent++;
       if (fin) {
-        if (!this.finSent) this.life.arm(this.table.config.halfClosedTimeoutMs);
+        if (!this.finSent) {
+          this.life.arm(this.table.config.halfClosedTimeoutMs);
+          this.closedFirst = !this.guestFin;
+        }
         this.finSent = true;
         break;
       }
     }
     if (sent < maxSegs && this.hostEof && seqDiff(this.sndNxt, this.sndUna) === q.bytes && (!this.finSent || (!this.finAcked && this.sndNxt !== this.sndMax))) {
       if (this.finSent) this.table.counters.retransmits++;
+      else this.closedFirst = !this.guestFin;
       env.emit(this, FIN | ACK, this.sndNxt, this.rcvNxt, this.advertise(), null, 0, 0);
       this.finSent = true;
       this.sndNxt = seqAdd(this.sndNxt, 1);
@@ -1279,8 +1306,7 @@ export class TcpFlow implements TcpEndpoints {
   };
 
   private readonly onError = (err: NodeJS.ErrnoException): void => {
-    // In TIME-WAIT both directions are done: a late host error changes nothing for the guest.
-    if (this.state === TcpState.CLOSED || this.state === TcpState.TIME_WAIT) return;
+    if (this.state === TcpState.CLOSED) return;
     const env = this.table.env;
     if (this.state === TcpState.CONNECTING) {
       this.life.cancel();
@@ -1324,10 +1350,9 @@ export class TcpFlow implements TcpEndpoints {
 
   private maybeFinished(): void {
     if (this.state !== TcpState.ESTABLISHED || !this.guestFin || !this.finAcked) return;
-    this.state = TcpState.TIME_WAIT;
-    this.rtx.cancel();
-    this.persisting = false;
-    this.life.arm(this.table.config.timeWaitMs);
+    if (this.ackPending) this.sendAck(); // the ACK of the guest's FIN: the flush would find us closed
+    if (this.closedFirst) this.table.enterTimeWait(this, this.sndNxt, this.rcvNxt, this.advertise());
+    this.finish();
   }
 
   private onLifeTimer(): void {
@@ -1343,9 +1368,6 @@ export class TcpFlow implements TcpEndpoints {
         this.finish();
         return;
       }
-      case TcpState.TIME_WAIT:
-        this.finish();
-        return;
       case TcpState.ESTABLISHED:
         if (this.active) {
           this.active = false;
@@ -1421,6 +1443,16 @@ export class TcpFlowTable {
   private readonly v4 = new Map<number, Map<number, TcpFlow>>();
   /** IPv6: flow key → flow. */
   private readonly v6 = new Map<string, TcpFlow>();
+  /**
+   * TIME-WAIT records by flow key, and a queue of (record, due time) in the order they are due:
+   * every entry is due `timeWaitMs` after it was queued, so the queue is sorted and one timer
+   * serves all of them. A retransmitted FIN queues its record again (the earlier entry is skipped).
+   */
+  private readonly timeWait = new Map<string, TimeWait>();
+  private readonly twQueue: TimeWait[] = [];
+  private readonly twDue: number[] = [];
+  private twHead = 0;
+  private readonly twTimer = new Deadline(() => this.expireTimeWait());
   private count = 0;
   private readonly dirty: TcpFlow[] = [];
   private flushQueued = false;
@@ -1465,8 +1497,8 @@ export class TcpFlowTable {
   }
 
   /** Counters plus the number of active flows. */
-  stats(): TcpCounters & { active: number } {
-    return { active: this.count, ...this.counters };
+  stats(): TcpCounters & { active: number; timeWait: number } {
+    return { active: this.count, timeWait: this.timeWait.size, ...this.counters };
   }
 
   /** Key of a flow (family first: no collisions across families). */
@@ -1490,11 +1522,18 @@ export class TcpFlowTable {
     const flow = this.lookup(family, src, seg.srcPort, dst, seg.dstPort);
     const flags = seg.flags;
     if (flow !== undefined) {
-      if (flow.state === TcpState.TIME_WAIT && (flags & (SYN | ACK | RST)) === SYN && seqLt(flow.rcvNxt, seg.seq)) {
-        flow.abort(false, false); // a new incarnation may reuse the 4-tuple
-      } else {
-        flow.input(seg);
-        return;
+      flow.input(seg);
+      return;
+    }
+    if (this.timeWait.size > 0) {
+      const key = TcpFlowTable.keyOf(family, src, seg.srcPort, dst, seg.dstPort);
+      const tw = this.timeWait.get(key);
+      if (tw !== undefined) {
+        if ((flags & (SYN | ACK | RST)) !== SYN || !seqLt(tw.ack, seg.seq)) {
+          this.inputTimeWait(tw, seg);
+          return;
+        }
+        this.timeWait.delete(key); // a new incarnation may reuse the 4-tuple
       }
     }
     if ((flags & (SYN | ACK | RST | FIN)) !== SYN) {
@@ -1546,9 +1585,79 @@ export class TcpFlowTable {
     const all: TcpFlow[] = [];
     for (const m of this.v4.values()) for (const f of m.values()) all.push(f);
     for (const f of this.v6.values()) all.push(f);
-    for (const f of all) f.abort(f.state !== TcpState.TIME_WAIT, true);
+    for (const f of all) f.abort(true, true);
     this.flushAcks();
+    this.timeWait.clear();
+    this.twQueue.length = 0;
+    this.twDue.length = 0;
+    this.twHead = 0;
+    this.twTimer.cancel();
   }
+
+  /** 4-tuples in TIME-WAIT. */
+  get timeWaiting(): number {
+    return this.timeWait.size;
+  }
+
+  /** @internal A flow whose FIN went first is finishing: keep its 4-tuple in TIME-WAIT. */
+  enterTimeWait(flow: TcpFlow, seq: number, ack: number, window: number): void {
+    const tw = new TimeWait(
+      flow.key, flow.family, flow.guestAddr, flow.guestPort, flow.remoteAddr, flow.remotePort,
+      seq, ack, window, Date.now() + this.config.timeWaitMs,
+    );
+    this.timeWait.set(tw.key, tw);
+    this.queueTimeWait(tw);
+  }
+
+  private queueTimeWait(tw: TimeWait): void {
+    this.twQueue.push(tw);
+    this.twDue.push(tw.expires);
+    if (!this.twTimer.armed) this.twTimer.arm(this.config.timeWaitMs);
+  }
+
+  /**
+   * A segment for a 4-tuple in TIME-WAIT (RFC 9293 3.10.7.4): a RST ends it; a retransmitted FIN
+   * (or any other segment carrying data, FIN or SYN) is acknowledged again, a FIN restarting the
+   * wait; a bare ACK is ignored.
+   */
+  private inputTimeWait(tw: TimeWait, seg: TcpSegment): void {
+    const flags = seg.flags;
+    if (flags & RST) {
+      this.timeWait.delete(tw.key);
+      return;
+    }
+    if (!(flags & (FIN | SYN)) && seg.payloadLen === 0) return;
+    if (flags & FIN) {
+      tw.expires = Date.now() + this.config.timeWaitMs;
+      this.queueTimeWait(tw);
+    }
+    this.env.emit(tw, ACK, tw.seq, tw.ack, tw.window, null, 0, 0);
+  }
+
+  /** The oldest TIME-WAIT entries are due: forget their records (unless queued again since). */
+  private expireTimeWait(): void {
+    const q = this.twQueue;
+    const due = this.twDue;
+    const now = Date.now();
+    let h = this.twHead;
+    for (; h < q.length && due[h] <= now; h++) {
+      const tw = q[h];
+      if (tw.expires <= now && this.timeWait.get(tw.key) === tw) this.timeWait.delete(tw.key);
+      q[h] = undefined as unknown as TimeWait;
+    }
+    if (h === q.length) {
+      q.length = 0;
+      due.length = 0;
+      h = 0;
+    } else if (h >= 1024 && h * 2 >= q.length) {
+      q.splice(0, h);
+      due.splice(0, h);
+      h = 0;
+    }
+    this.twHead = h;
+    if (h < q.length) this.twTimer.arm(due[h] - now);
+  }
+
 
   /** @internal A flow has something for the next flush. */
   markDirty(flow: TcpFlow): void {
