@@ -91,7 +91,7 @@ function fullGc(): (() => void) | null {
 function idleTrimmer(bytesMoved: () => number, release: () => void, log: Logger): NodeJS.Timeout {
   let last = bytesMoved();
   let sinceTrim = 0;
-  const gc = fullGc();
+  let gc: (() => void) | null | undefined; // made at the first trim: a new vm context costs start-up time
   const timer = setInterval(() => {
     const now = bytesMoved();
     const delta = now - last;
@@ -101,6 +101,7 @@ function idleTrimmer(bytesMoved: () => number, release: () => void, log: Logger)
       sinceTrim = 0;
       const t0 = performance.now();
       release();
+      if (gc === undefined) gc = fullGc();
       gc?.();
       mallocTrim();
       if (log.isLevelEnabled('debug')) log.debug({ ms: Math.round((performance.now() - t0) * 10) / 10, memory: memoryReport() }, 'traffic quiet: memory returned');
