@@ -657,7 +657,7 @@ export class TcpFlow implements TcpEndpoints {
     if (typeof sock.setNoDelay === 'function') sock.setNoDelay(true);
     this.state = TcpState.SYN_RCVD;
     this.table.counters.opened++;
-    this.life.cancel();
+    this.life.disarm(); // lazily: established() re-arms it for the idle timeout without a new timer
     this.retries = 0;
     this.sendSynAck();
     this.table.env.log.debug({ flow: this.key }, 'tcp: host connected, SYN-ACK sent');
@@ -689,7 +689,7 @@ export class TcpFlow implements TcpEndpoints {
     this.sndUna = seqAdd(this.iss, 1);
     this.retries = 0;
     this.backoff = 0;
-    this.rtx.cancel();
+    this.rtx.disarm();
     this.life.arm(this.table.config.idleTimeoutMs);
     this.maybeResumeHost();
   }
@@ -860,7 +860,7 @@ export class TcpFlow implements TcpEndpoints {
         this.rttAt = 0;
       }
       if (this.sndUna === this.sndMax) {
-        this.rtx.cancel();
+        this.rtx.disarm();
         this.persisting = false;
       } else if (!this.persisting) {
         this.rtx.arm(this.currentRto());
@@ -874,7 +874,7 @@ export class TcpFlow implements TcpEndpoints {
     }
     if (this.sndWnd > 0 && this.persisting) {
       this.persisting = false;
-      this.rtx.cancel();
+      this.rtx.disarm();
       if (this.sndUna !== this.sndMax) this.rtx.arm(this.currentRto());
     }
     if (acked > 0 || (wndChanged && this.sndWnd > oldWnd)) {
@@ -1212,7 +1212,7 @@ export class TcpFlow implements TcpEndpoints {
 
   private currentRto(): number {
     const cfg = this.table.config;
-    return Math.min(this.rto * 2 ** this.backoff, cfg.rtoMaxMs);
+    return Math.min(this.rto * (this.backoff < 30 ? 1 << this.backoff : 2 ** 30), cfg.rtoMaxMs);
   }
 
   private sampleRtt(r: number): void {
