@@ -142,32 +142,50 @@ export class FrameSink {
     synOpts?: { mss: number; wscale: number },
     gsoSize = 0,
   ): boolean {
+    const tcpLen = TCP_MIN_HEADER + (synOpts ? 8 : 0) + len;
+    if (!this.ip4(src, dst, PROTO_TCP, tcpLen)) return false;
+    return this.tcpAfterIp(L4_OFF, pseudoSum4(src, dst, PROTO_TCP, tcpLen), GSO_TCPV4,
+      srcPort, dstPort, seq, ack, flags, window, payload, off, len, synOpts, gsoSize);
+  }
+
+  /**
+   * The TCP header at `l4Off` (after the family's IP header) and the frame out: the checksum
+   * left to the kernel with offload (the pseudo-header sum in the field), else computed here.
+   */
+  private tcpAfterIp(
+    l4Off: number, pseudo: number, gsoType: number, srcPort: number, dstPort: number,
+    seq: number, ack: number, flags: number, window: number,
+    payload: Uint8Array | null, off: number, len: number,
+    synOpts: { mss: number; wscale: number } | undefined, gsoSize: number,
+  ): boolean {
     const optLen = synOpts ? 8 : 0;
     const tcpHdr = TCP_MIN_HEADER + optLen;
-    if (!this.ip4(src, dst, PROTO_TCP, tcpHdr + len)) return false;
-    writeTcpHeader(this.hdr, L4_OFF, srcPort, dstPort, seq, ack, flags, window, optLen);
-    if (synOpts) writeSynOptions(this.hdr, L4_OFF + TCP_MIN_HEADER, synOpts.mss, synOpts.wscale);
-    let sum = pseudoSum4(src, dst, PROTO_TCP, tcpHdr + len);
+    writeTcpHeader(this.hdr, l4Off, srcPort, dstPort, seq, ack, flags, window, optLen);
+    if (synOpts) writeSynOptions(this.hdr, l4Off + TCP_MIN_HEADER, synOpts.mss, synOpts.wscale);
     if (this.offload) {
-      writeU16(this.hdr, L4_OFF + TCP_CHECKSUM_OFFSET, sum);
-      return this.putTcpOffload(L4_OFF + tcpHdr, L4_OFF, payload, off, len, gsoSize, GSO_TCPV4);
+      writeU16(this.hdr, l4Off + TCP_CHECKSUM_OFFSET, pseudo);
+      return this.putTcpOffload(l4Off + tcpHdr, l4Off, payload, off, len, gsoSize, gsoType);
     }
-    sum = partialSum(this.hdr, L4_OFF, tcpHdr, sum);
+    let sum = partialSum(this.hdr, l4Off, tcpHdr, pseudo);
     if (payload && len > 0) sum = partialSum(payload, off, len, sum);
-    writeU16(this.hdr, L4_OFF + TCP_CHECKSUM_OFFSET, finish(sum));
-    return this.put(L4_OFF + tcpHdr, payload, off, len);
+    writeU16(this.hdr, l4Off + TCP_CHECKSUM_OFFSET, finish(sum));
+    return this.put(l4Off + tcpHdr, payload, off, len);
+  }
+
+  /** The UDP header at `l4Off` (after the family's IP header), its checksum, and the frame out. */
+  private udpAfterIp(l4Off: number, pseudo: number, srcPort: number, dstPort: number, payload: Uint8Array, off: number, len: number): boolean {
+    writeUdpHeader(this.hdr, l4Off, srcPort, dstPort, len);
+    let sum = partialSum(this.hdr, l4Off, UDP_HEADER_LEN, pseudo);
+    sum = partialSum(payload, off, len, sum);
+    const c = finish(sum);
+    writeU16(this.hdr, l4Off + 6, c === 0 ? 0xffff : c);
+    return this.put(l4Off + UDP_HEADER_LEN, payload, off, len);
   }
 
   /** A UDP datagram to the guest. */
   udp4(src: number, dst: number, srcPort: number, dstPort: number, payload: Uint8Array, off: number, len: number): boolean {
     if (!this.ip4(src, dst, PROTO_UDP, UDP_HEADER_LEN + len)) return false;
-    writeUdpHeader(this.hdr, L4_OFF, srcPort, dstPort, len);
-    let sum = pseudoSum4(src, dst, PROTO_UDP, UDP_HEADER_LEN + len);
-    sum = partialSum(this.hdr, L4_OFF, UDP_HEADER_LEN, sum);
-    sum = partialSum(payload, off, len, sum);
-    const c = finish(sum);
-    writeU16(this.hdr, L4_OFF + 6, c === 0 ? 0xffff : c);
-    return this.put(L4_OFF + UDP_HEADER_LEN, payload, off, len);
+    return this.udpAfterIp(L4_OFF, pseudoSum4(src, dst, PROTO_UDP, UDP_HEADER_LEN + len), srcPort, dstPort, payload, off, len);
   }
 
   /**
@@ -202,32 +220,16 @@ export class FrameSink {
     synOpts?: { mss: number; wscale: number },
     gsoSize = 0,
   ): boolean {
-    const optLen = synOpts ? 8 : 0;
-    const tcpHdr = TCP_MIN_HEADER + optLen;
-    if (!this.ip6(src, 0, dst, 0, NH_TCP, tcpHdr + len, 64)) return false;
-    writeTcpHeader(this.hdr, L4_OFF6, srcPort, dstPort, seq, ack, flags, window, optLen);
-    if (synOpts) writeSynOptions(this.hdr, L4_OFF6 + TCP_MIN_HEADER, synOpts.mss, synOpts.wscale);
-    let sum = pseudoSum6(src, 0, dst, 0, NH_TCP, tcpHdr + len);
-    if (this.offload) {
-      writeU16(this.hdr, L4_OFF6 + TCP_CHECKSUM_OFFSET, sum);
-      return this.putTcpOffload(L4_OFF6 + tcpHdr, L4_OFF6, payload, off, len, gsoSize, GSO_TCPV6);
-    }
-    sum = partialSum(this.hdr, L4_OFF6, tcpHdr, sum);
-    if (payload && len > 0) sum = partialSum(payload, off, len, sum);
-    writeU16(this.hdr, L4_OFF6 + TCP_CHECKSUM_OFFSET, finish(sum));
-    return this.put(L4_OFF6 + tcpHdr, payload, off, len);
+    const tcpLen = TCP_MIN_HEADER + (synOpts ? 8 : 0) + len;
+    if (!this.ip6(src, 0, dst, 0, NH_TCP, tcpLen, 64)) return false;
+    return this.tcpAfterIp(L4_OFF6, pseudoSum6(src, 0, dst, 0, NH_TCP, tcpLen), GSO_TCPV6,
+      srcPort, dstPort, seq, ack, flags, window, payload, off, len, synOpts, gsoSize);
   }
 
   /** A UDP datagram to the guest over IPv6. */
   udp6(src: Uint8Array, dst: Uint8Array, srcPort: number, dstPort: number, payload: Uint8Array, off: number, len: number): boolean {
     if (!this.ip6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + len, 64)) return false;
-    writeUdpHeader(this.hdr, L4_OFF6, srcPort, dstPort, len);
-    let sum = pseudoSum6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + len);
-    sum = partialSum(this.hdr, L4_OFF6, UDP_HEADER_LEN, sum);
-    sum = partialSum(payload, off, len, sum);
-    const c = finish(sum);
-    writeU16(this.hdr, L4_OFF6 + 6, c === 0 ? 0xffff : c);
-    return this.put(L4_OFF6 + UDP_HEADER_LEN, payload, off, len);
+    return this.udpAfterIp(L4_OFF6, pseudoSum6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + len), srcPort, dstPort, payload, off, len);
   }
 
   /**
