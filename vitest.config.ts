@@ -7,6 +7,8 @@ import { defineConfig } from 'vitest/config';
 // Choose the stack under test with SLIPWAY_E2E_STACK=slipway|slirp4netns (default slipway).
 export default defineConfig({
   test: {
+    // A global option (per project it is not read): the e2e labs' teardown may take a while.
+    teardownTimeout: 30_000,
     projects: [
       {
         test: {
@@ -25,7 +27,6 @@ export default defineConfig({
           maxWorkers: 1,
           testTimeout: 180_000,
           hookTimeout: 120_000,
-          teardownTimeout: 30_000,
           sequence: { groupOrder: 1 },
         },
       },

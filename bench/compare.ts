@@ -295,9 +295,11 @@ async function benchRound(lab: Lab, kind: StackKind, mtu: number, rrBin: string)
     if (s.stack.alive()) {
       set('rss_peak', Math.max(mem.hwm, peakRss));
       set('rss_after', mem.rss);
+      set('anon_after', mem.anon);
     } else {
       set('rss_peak', undefined, 'stack not running');
       set('rss_after', undefined, 'stack not running');
+      set('anon_after', undefined, 'stack not running');
     }
   } finally {
     await endSession(s);

@@ -76,19 +76,22 @@ export function threadCpuSeconds(pid: number): Map<string, number> {
 }
 
 /** Summed VmRSS and VmHWM (MB) over the pids. */
-export function memoryMB(pids: number[]): { rss: number; hwm: number } {
+export function memoryMB(pids: number[]): { rss: number; hwm: number; anon: number } {
   let rss = 0;
   let hwm = 0;
+  let anon = 0;
   for (const p of pids) {
     try {
       const s = readFileSync(`/proc/${p}/status`, 'utf8');
       rss += Number(/^VmRSS:\s+(\d+)/m.exec(s)?.[1] ?? 0);
       hwm += Number(/^VmHWM:\s+(\d+)/m.exec(s)?.[1] ?? 0);
+      // Private memory: RSS less the file pages (program text shared by every instance).
+      anon += Number(/^RssAnon:\s+(\d+)/m.exec(s)?.[1] ?? 0) + Number(/^RssShmem:\s+(\d+)/m.exec(s)?.[1] ?? 0);
     } catch {
       /* gone */
     }
   }
-  return { rss: rss / 1024, hwm: hwm / 1024 };
+  return { rss: rss / 1024, hwm: hwm / 1024, anon: anon / 1024 };
 }
 
 /** TCP counters of the container netns (/proc/net is per netns of the reader). */

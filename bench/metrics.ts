@@ -28,6 +28,9 @@ export const METRICS: MetricDef[] = [
   { id: 'cpu_down', label: 'CPU per GB, download ← world', unit: 's/GB', better: 'lower', ratioTarget: 1.0, digits: 2 },
   { id: 'rss_peak', label: 'peak RSS under load (ΣVmHWM)', unit: 'MB', better: 'lower', absTarget: 64, digits: 1 },
   { id: 'rss_after', label: 'RSS after load', unit: 'MB', better: 'lower', absTarget: 64, digits: 1 },
+  // No goal: for context. RSS counts the program's file pages (node's ~40 MB of text), which every
+  // instance shares; this is what one more instance costs.
+  { id: 'anon_after', label: 'private memory after load (ΣRssAnon)', unit: 'MB', better: 'lower', digits: 1 },
   { id: 'ready_ms', label: 'launch → ready', unit: 'ms', better: 'lower', absTarget: 150, digits: 0 },
   { id: 'retx_up', label: 'container retransmits, uploads (segs)', unit: 'segs', better: 'lower', absTarget: 0, digits: 0 },
   { id: 'drops_up', label: 'tap drops, uploads (frames)', unit: 'frames', better: 'lower', absTarget: 0, digits: 0 },

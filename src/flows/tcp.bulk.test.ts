@@ -36,6 +36,8 @@ interface Guest {
   received: Buffer[];
   lastWindow: number;
   lastAck: number;
+  /** Next sequence number the guest sends. */
+  guestSeq: number;
   onEmit: (() => void) | null;
 }
 
@@ -80,7 +82,7 @@ async function connect(port: number, bufferLimit: number): Promise<Guest> {
     closed: () => {},
     log: { debug() {}, info() {}, warn() {} },
   };
-  (g as Guest & { guestSeq: number }).guestSeq = ISN + 1;
+  g.guestSeq = ISN + 1;
   g.env = env;
   g.table = new TcpFlowTable(env, { mtu: 1500, bufferLimit });
   const ready = new Promise<void>((r) => { synAck = r; });
@@ -147,7 +149,7 @@ describe('bulk transfer over loopback', () => {
     try {
       const limit = 256 << 10;
       const g = await connect((server.address() as net.AddressInfo).port, limit);
-      const gg = g as Guest & { guestSeq: number };
+      const gg = g;
       let sent = 0;
       const pump = (): void => {
         // Send what the last advertised window allows, as one batch.
