@@ -778,13 +778,13 @@ export class Stack {
     this.dns?.close();
   }
 
-  /** Counters for logs and the API. */
   /** Traffic went quiet: drop the buffers kept for reuse under load (read pool, spare slab). */
   releaseIdleBuffers(): void {
     this.tcp.dropSpares();
     dropReadPool();
   }
 
+  /** Counters for logs and the API. */
   stats(): object {
     return {
       frames: { rx: this.counters.rxFrames, rxBytes: this.counters.rxBytes, tx: this.sink.sent, txDropped: this.sink.dropped, txErrors: this.sink.writeErrors, lastTxError: this.sink.lastWriteError },
