@@ -21,26 +21,28 @@ type Listener = (...args: never[]) => void;
 const EAGAIN = -11;
 
 /**
- * Reads land in one shared buffer. A read of at least KEEP_MIN bytes is handed on as a view of
- * it (no copy; the flow queues it until the guest ACKs it) and another buffer takes its place;
- * a smaller one is copied out into a buffer of its own size and the shared one is reused.
- * Buffers handed on come back through `recycle` once the guest has acknowledged them and wait in
- * a small LIFO pool (the most recently freed, still in cache, is read into next): a bulk
- * download reads into the same few buffers instead of allocating, zeroing and collecting one
- * 64 KiB buffer per read.
- */
-/**
  * One read fills at most one GSO super-frame toward the guest (an IPv4 datagram's 65535 bytes less
  * IP and TCP headers; the stack's GSO_MAX_PAYLOAD): a segment never spans two chunks, so a 64 KiB
  * read would leave a 41-byte tail frame after every full one, doubling tun writes on a download.
  */
 const READ_SIZE = 65535 - 20 - 20;
 const KEEP_MIN = 32 * 1024;
-/** Free read buffers kept for reuse (at most POOL_MAX × READ_SIZE bytes, 4 MiB: a flow's whole send queue, so acknowledging a full queue at once leaves no garbage). */
+/**
+ * Free read buffers kept for reuse: at most a flow's whole send queue (64 × READ_SIZE, 4 MiB), so
+ * the guest acknowledging a full queue at once leaves no garbage.
+ */
 const POOL_MAX = 64;
 const pool: ArrayBufferLike[] = [];
 /** The memory of every read buffer this module made: only those are taken back. */
 const ours = new WeakSet<ArrayBufferLike>();
+/**
+ * Reads land in one shared buffer. A read of at least KEEP_MIN bytes is handed on as a view of
+ * it (no copy; the flow queues it until the guest ACKs it) and another buffer takes its place;
+ * a smaller one is copied out into a buffer of its own size and the shared one is reused.
+ * Buffers handed on come back through `recycle` once the guest has acknowledged them and wait in
+ * a LIFO pool (the most recently freed, still in cache, is read into next): a bulk download reads
+ * into the same few buffers instead of allocating, zeroing and collecting one per read.
+ */
 let readBuf: Buffer | null = null;
 
 function newReadBuffer(): Buffer {
