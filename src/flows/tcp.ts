@@ -40,10 +40,10 @@
  * each tap batch, and as a microtask fallback) sends one ACK per flow that needs one. An ACK is
  * due at once after two data segments, a full-sized segment with PSH, FIN, out-of-order or
  * duplicate data, else it is delayed by `delayedAckMs`. A lone segment smaller than our MSS with
- * PSH (a request, while the host can still reply) is acknowledged within `pushAckDelayMs` (1 ms): a host reply that comes sooner
- * carries the ACK, so a request/response exchange costs the guest one frame from us, not two, and
- * a guest whose Nagle waits for that ACK waits at most that long. Any segment we send carries the
- * ACK and cancels a pending one.
+ * PSH (a request, while the host can still reply) is acknowledged within `pushAckDelayMs` (1 ms):
+ * a host reply that comes sooner carries the ACK, so a request/response exchange costs the guest
+ * one frame from us, not two, and a guest whose Nagle waits for that ACK waits at most that long.
+ * Any segment we send carries the ACK and cancels a pending one.
  *
  * Host → guest. Host socket chunks are queued as they come (a list of Buffers with offsets, no
  * concatenation: `SendQueue`); queue position 0 is SND.UNA. Segments of at most the guest's MSS
@@ -66,7 +66,8 @@
  * closed first), the 4-tuple lingers `timeWaitMs` in TIME-WAIT, where a retransmitted guest FIN
  * is ACKed again; what lingers is a small `TimeWait` record in the table, not the flow (at
  * thousands of connections per second, whole flows held for 2 s were most of the heap and of the
- * GC's work). If the guest's FIN went first, its side holds the TIME-WAIT and ours closes at once. Every state has a timer that ends it: connect timeout, SYN(-ACK) retries,
+ * GC's work). If the guest's FIN went first, its side holds the TIME-WAIT and ours closes at once.
+ * Every state has a timer that ends it: connect timeout, SYN(-ACK) retries,
  * data retries, idle (long while open, short once either side has sent FIN), TIME-WAIT.
  *
  * Addresses: IPv4 addresses are uint32 numbers, IPv6 addresses strings; `flow.key` starts with
@@ -585,7 +586,7 @@ export class TcpFlow implements TcpEndpoints {
       case TcpState.CLOSED: return 'CLOSED';
     }
     if (this.finSent) {
-      if (this.guestFin) return this.finAcked ? 'CLOSING' : 'LAST_ACK';
+      if (this.guestFin) return this.finAcked ? 'CLOSED' : 'LAST_ACK'; // both done: it is finishing
       return this.finAcked ? 'FIN_WAIT_2' : 'FIN_WAIT_1';
     }
     return this.guestFin ? 'CLOSE_WAIT' : 'ESTABLISHED';
