@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* Throw a JS Error "syscall: strerror" with .code ('EAGAIN'...), .errno (-err), .syscall. */
 void sw_throw_errno(napi_env env, const char *syscall, int err);
@@ -53,8 +54,50 @@ bool sw_handle_call(sw_handle *h, int which, size_t argc, napi_value *argv);
 sw_handle *sw_unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv,
                      bool must_be_open);
 
+/* A first start from a constructor: on failure the handle is closed and, as when sw_handle_init
+ * fails, the fd is left to the caller (whose exception says why). */
+bool sw_handle_start_new(sw_handle *h, int events);
+/* close() of a class whose objects are sw_handles; idempotent. */
+napi_value sw_close_method(napi_env env, napi_callback_info info);
+/* `fd` getter of such a class: -1 once closed. */
+napi_value sw_fd_getter(napi_env env, napi_callback_info info);
+
+/* A receive ring shared with JS: `ring`, a Buffer of slots x slot_size bytes, and `lengths`, an
+ * Int32Array with one entry a slot.  The JS object keeps both alive, so the pointers stay valid
+ * as long as the handle that reads into them. */
+typedef struct {
+  uint8_t *data;
+  int32_t *lengths;
+  size_t slot_size, slots;
+} sw_ring;
+/* Allocate both and set them on self as read-only `ring` and `lengths`. */
+bool sw_ring_init(napi_env env, napi_value self, size_t slot_size, size_t slots, sw_ring *ring);
+/* Hand slots [0, n) to cb[0] as onBatch(n); false if the handle got closed meanwhile. */
+bool sw_ring_deliver(sw_handle *h, size_t n);
+
+/* Throws unless called with `new` ("<name> must be called with new"). */
+bool sw_is_new(napi_env env, napi_callback_info info, const char *name);
+/* exports[name] = a class with methods m[0..n). */
+bool sw_def_class(napi_env env, napi_value exports, const char *name, napi_callback ctor, size_t n,
+                  const napi_property_descriptor *m);
+#define SW_METHOD(name, fn) { name, NULL, fn, NULL, NULL, NULL, napi_default_method, NULL }
+
 bool sw_get_int(napi_env env, napi_value v, const char *name, int64_t min, int64_t max, int64_t *out);
 bool sw_get_bytes(napi_env env, napi_value v, const char *name, uint8_t **data, size_t *len);
+/* v must be an array (else TypeError `usage`); its length in *len. */
+bool sw_get_array(napi_env env, napi_value v, const char *usage, uint32_t *len);
+/* iov[k] = the bytes of arr[first + k], k < n (each a Uint8Array or Buffer, else a TypeError that
+ * says `name`); *total, when not NULL, gets their sum. */
+bool sw_get_iov(napi_env env, napi_value arr, uint32_t first, uint32_t n, const char *name,
+                struct iovec *iov, size_t *total);
+/* o[k] = v (a number). */
+void sw_set_num(napi_env env, napi_value o, const char *k, double v);
+/* null for 0, else the errno's name ("ECONNREFUSED"; "EIO" when it has none): how callbacks
+ * report an error. */
+napi_value sw_errno_value(napi_env env, int err);
+
+/* O_NONBLOCK on fd; on failure a "fcntl(O_NONBLOCK)" error is thrown. */
+bool sw_set_nonblock(napi_env env, int fd);
 
 napi_value sw_csum(napi_env env, napi_callback_info info);
 uint16_t sw_csum_partial(const uint8_t *p, size_t len, uint32_t initial);

@@ -1,6 +1,8 @@
-/* Common machinery: errors, argument helpers, and uv_poll-backed wrapped handles. */
+/* Common machinery: errors, argument helpers, uv_poll-backed wrapped handles, and the pieces
+ * the classes built on them share (receive rings, fd and socket set-up). */
 #include "addon.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -81,6 +83,79 @@ bool sw_get_bytes(napi_env env, napi_value v, const char *name, uint8_t **data, 
   snprintf(msg, sizeof msg, "%s must be a Uint8Array or Buffer", name);
   sw_throw_type(env, msg);
   return false;
+}
+
+bool sw_get_array(napi_env env, napi_value v, const char *usage, uint32_t *len) {
+  bool is_arr = false;
+  if (napi_is_array(env, v, &is_arr) != napi_ok || !is_arr) {
+    sw_throw_type(env, usage);
+    return false;
+  }
+  return napi_get_array_length(env, v, len) == napi_ok;
+}
+
+bool sw_get_iov(napi_env env, napi_value arr, uint32_t first, uint32_t n, const char *name,
+                struct iovec *iov, size_t *total) {
+  size_t sum = 0;
+  for (uint32_t k = 0; k < n; k++) {
+    napi_value e;
+    uint8_t *d;
+    size_t len;
+    if (napi_get_element(env, arr, first + k, &e) != napi_ok) return false;
+    if (!sw_get_bytes(env, e, name, &d, &len)) return false;
+    iov[k].iov_base = d;
+    iov[k].iov_len = len;
+    sum += len;
+  }
+  if (total) *total = sum;
+  return true;
+}
+
+void sw_set_num(napi_env env, napi_value o, const char *k, double v) {
+  napi_value n;
+  napi_create_double(env, v, &n);
+  napi_set_named_property(env, o, k, n);
+}
+
+napi_value sw_errno_value(napi_env env, int err) {
+  napi_value v;
+  if (err) {
+    const char *name = strerrorname_np(err);
+    napi_create_string_utf8(env, name ? name : "EIO", NAPI_AUTO_LENGTH, &v);
+  } else {
+    napi_get_null(env, &v);
+  }
+  return v;
+}
+
+bool sw_is_new(napi_env env, napi_callback_info info, const char *name) {
+  napi_value t;
+  if (napi_get_new_target(env, info, &t) != napi_ok) return false;
+  if (!t) {
+    char msg[64];
+    snprintf(msg, sizeof msg, "%s must be called with new", name);
+    sw_throw_type(env, msg);
+    return false;
+  }
+  return true;
+}
+
+bool sw_def_class(napi_env env, napi_value exports, const char *name, napi_callback ctor, size_t n,
+                  const napi_property_descriptor *m) {
+  napi_value cls;
+  if (napi_define_class(env, name, NAPI_AUTO_LENGTH, ctor, NULL, n, m, &cls) != napi_ok) return false;
+  return napi_set_named_property(env, exports, name, cls) == napi_ok;
+}
+
+/* ---- fds and sockets --------------------------------------------------------------------- */
+
+bool sw_set_nonblock(napi_env env, int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+    sw_throw_errno(env, "fcntl(O_NONBLOCK)", errno);
+    return false;
+  }
+  return true;
 }
 
 /* ---- handles --------------------------------------------------------------------------- */
@@ -207,4 +282,56 @@ sw_handle *sw_unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_v
     return NULL;
   }
   return h;
+}
+
+bool sw_handle_start_new(sw_handle *h, int events) {
+  if (sw_handle_start(h, events)) return true;
+  h->owns_fd = false;
+  sw_handle_close(h);
+  return false;
+}
+
+napi_value sw_close_method(napi_env env, napi_callback_info info) {
+  sw_handle *h = sw_unwrap(env, info, NULL, NULL, false);
+  if (h) sw_handle_close(h);
+  return NULL;
+}
+
+napi_value sw_fd_getter(napi_env env, napi_callback_info info) {
+  sw_handle *h = sw_unwrap(env, info, NULL, NULL, false);
+  if (!h) return NULL;
+  napi_value v;
+  napi_create_int32(env, h->fd, &v);
+  return v;
+}
+
+/* ---- receive rings ------------------------------------------------------------------------- */
+
+bool sw_ring_init(napi_env env, napi_value self, size_t slot_size, size_t slots, sw_ring *ring) {
+  napi_value buf, ab, lengths;
+  void *data, *len_data;
+  if (napi_create_buffer(env, slot_size * slots, &data, &buf) != napi_ok) return false;
+  if (napi_create_arraybuffer(env, slots * 4, &len_data, &ab) != napi_ok) return false;
+  if (napi_create_typedarray(env, napi_int32_array, slots, ab, 0, &lengths) != napi_ok) return false;
+  napi_property_descriptor props[] = {
+    { "ring", NULL, NULL, NULL, NULL, buf, napi_enumerable, NULL },
+    { "lengths", NULL, NULL, NULL, NULL, lengths, napi_enumerable, NULL },
+  };
+  if (napi_define_properties(env, self, 2, props) != napi_ok) return false;
+  ring->data = data;
+  ring->lengths = len_data;
+  ring->slot_size = slot_size;
+  ring->slots = slots;
+  return true;
+}
+
+bool sw_ring_deliver(sw_handle *h, size_t n) {
+  napi_env env = h->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value argv[1];
+  napi_create_uint32(env, (uint32_t)n, &argv[0]);
+  bool open = sw_handle_call(h, 0, 1, argv);
+  napi_close_handle_scope(env, scope);
+  return open;
 }

@@ -340,21 +340,16 @@ static napi_value hs_want_write(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value hs_read_start(napi_env env, napi_callback_info info) {
+static napi_value hs_set_reading(napi_env env, napi_callback_info info, bool on) {
   hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
   if (!s) return NULL;
-  s->reading = true;
+  s->reading = on;
   hs_update(s);
   return NULL;
 }
 
-static napi_value hs_read_stop(napi_env env, napi_callback_info info) {
-  hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
-  if (!s) return NULL;
-  s->reading = false;
-  hs_update(s);
-  return NULL;
-}
+static napi_value hs_read_start(napi_env env, napi_callback_info info) { return hs_set_reading(env, info, true); }
+static napi_value hs_read_stop(napi_env env, napi_callback_info info) { return hs_set_reading(env, info, false); }
 
 static napi_value hs_shutdown(napi_env env, napi_callback_info info) {
   hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
@@ -387,12 +382,6 @@ static napi_value hs_connected(napi_env env, napi_callback_info info) {
   return v;
 }
 
-static napi_value hs_fd(napi_env env, napi_callback_info info) {
-  hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
-  if (!s) return NULL;
-  return hs_int(env, s->h.closed ? -1 : s->h.fd);
-}
-
 /* setHostReadBuffer(buf): where HostSockets read to from now on (kept referenced). */
 static napi_value hs_set_read_buffer(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -422,7 +411,7 @@ napi_value sw_init_hostsock(napi_env env, napi_value exports) {
     { "readStop", NULL, hs_read_stop, NULL, NULL, NULL, napi_default_method, NULL },
     { "shutdown", NULL, hs_shutdown, NULL, NULL, NULL, napi_default_method, NULL },
     { "close", NULL, hs_close, NULL, NULL, NULL, napi_default_method, NULL },
-    { "fd", NULL, NULL, hs_fd, NULL, NULL, napi_default, NULL },
+    { "fd", NULL, NULL, sw_fd_getter, NULL, NULL, napi_default, NULL },
     { "connected", NULL, NULL, hs_connected, NULL, NULL, napi_default, NULL },
   };
   napi_value cls;

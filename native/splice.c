@@ -48,24 +48,6 @@ static napi_value undef(napi_env env) {
   return v;
 }
 
-static bool is_new(napi_env env, napi_callback_info info, const char *name) {
-  napi_value t;
-  if (napi_get_new_target(env, info, &t) != napi_ok) return false;
-  if (!t) {
-    char msg[64];
-    snprintf(msg, sizeof msg, "%s must be called with new", name);
-    sw_throw_type(env, msg);
-    return false;
-  }
-  return true;
-}
-
-static void set_num(napi_env env, napi_value o, const char *k, double v) {
-  napi_value n;
-  napi_create_double(env, v, &n);
-  napi_set_named_property(env, o, k, n);
-}
-
 static void abortive_close(int fd) {
   if (fd < 0) return;
   struct linger l = { .l_onoff = 1, .l_linger = 0 };
@@ -165,15 +147,10 @@ static void relay_finish(relay_t *r, int err) {
   double a2b = r->dir[0].bytes, b2a = r->dir[1].bytes;
   relay_end(r, err != 0);
   if (call) {
-    if (err) {
-      const char *name = strerrorname_np(err);
-      napi_create_string_utf8(env, name ? name : "EIO", NAPI_AUTO_LENGTH, &argv[0]);
-    } else {
-      napi_get_null(env, &argv[0]);
-    }
+    argv[0] = sw_errno_value(env, err);
     napi_create_object(env, &argv[1]);
-    set_num(env, argv[1], "aToB", a2b);
-    set_num(env, argv[1], "bToA", b2a);
+    sw_set_num(env, argv[1], "aToB", a2b);
+    sw_set_num(env, argv[1], "bToA", b2a);
     napi_status st = napi_make_callback(env, actx, recv, fn, 2, argv, &result);
     sw_handle_callback_status(env, st);
   }
@@ -360,7 +337,7 @@ static napi_value relay_new(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4], self;
   NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
-  if (!is_new(env, info, "SpliceRelay")) return NULL;
+  if (!sw_is_new(env, info, "SpliceRelay")) return NULL;
   if (argc < 3) { sw_throw_type(env, "new SpliceRelay(fdA, fdB, onDone[, pipeSize])"); return NULL; }
   int64_t fa, fb, psz = DEFAULT_PIPE_SIZE;
   if (!sw_get_int(env, argv[0], "fdA", 0, INT_MAX, &fa)) return NULL;
@@ -386,15 +363,8 @@ static napi_value relay_new(napi_env env, napi_callback_info info) {
   }
   r->dir[0].src = r->fd[0]; r->dir[0].dst = r->fd[1];
   r->dir[1].src = r->fd[1]; r->dir[1].dst = r->fd[0];
-  for (int i = 0; i < 2; i++) {
-    int fl = fcntl(r->fd[i], F_GETFL);
-    if (fl < 0 || fcntl(r->fd[i], F_SETFL, fl | O_NONBLOCK) < 0) {
-      int e = errno;
-      relay_release_pipes(r); free(r);
-      sw_throw_errno(env, "fcntl(O_NONBLOCK)", e);
-      return NULL;
-    }
-  }
+  for (int i = 0; i < 2; i++)
+    if (!sw_set_nonblock(env, r->fd[i])) { relay_release_pipes(r); free(r); return NULL; }
   uv_loop_t *loop;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) { relay_release_pipes(r); free(r); return NULL; }
   for (int i = 0; i < 2; i++) {
@@ -449,9 +419,9 @@ static napi_value relay_stats(napi_env env, napi_callback_info info) {
   if (!r) return NULL;
   napi_value o;
   NAPI_OK(env, napi_create_object(env, &o));
-  set_num(env, o, "aToB", r->dir[0].bytes);
-  set_num(env, o, "bToA", r->dir[1].bytes);
-  set_num(env, o, "pipeSize", (double)r->dir[0].pipe_size);
+  sw_set_num(env, o, "aToB", r->dir[0].bytes);
+  sw_set_num(env, o, "bToA", r->dir[1].bytes);
+  sw_set_num(env, o, "pipeSize", (double)r->dir[0].pipe_size);
   napi_value b;
   napi_get_boolean(env, !r->ended, &b);
   napi_set_named_property(env, o, "open", b);
@@ -476,13 +446,7 @@ static void connwatch_on_poll(sw_handle *h, int status, int events) {
   napi_env env = h->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  napi_value argv[1];
-  if (err) {
-    const char *name = strerrorname_np(err);
-    napi_create_string_utf8(env, name ? name : "EIO", NAPI_AUTO_LENGTH, &argv[0]);
-  } else {
-    napi_get_null(env, &argv[0]);
-  }
+  napi_value argv[1] = { sw_errno_value(env, err) };
   sw_handle_call(h, 0, 1, argv);
   sw_handle_close(h);
   napi_close_handle_scope(env, scope);
@@ -493,30 +457,22 @@ static napi_value connwatch_new(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2], self;
   NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
-  if (!is_new(env, info, "ConnectWatch")) return NULL;
+  if (!sw_is_new(env, info, "ConnectWatch")) return NULL;
   if (argc < 2) { sw_throw_type(env, "new ConnectWatch(fd, cb)"); return NULL; }
   int64_t fd;
   if (!sw_get_int(env, argv[0], "fd", 0, INT_MAX, &fd)) return NULL;
   connwatch_t *c = calloc(1, sizeof *c);
   if (!c) { sw_throw_errno(env, "calloc", ENOMEM); return NULL; }
   if (!sw_handle_init(env, &c->h, self, (int)fd, false, "slipway.ConnectWatch", argv[1], NULL, connwatch_on_poll)) return NULL;
-  if (!sw_handle_start(&c->h, UV_WRITABLE)) { sw_handle_close(&c->h); return NULL; }
+  if (!sw_handle_start_new(&c->h, UV_WRITABLE)) return NULL;
   return self;
-}
-
-static napi_value sw_close_method(napi_env env, napi_callback_info info) {
-  sw_handle *h = sw_unwrap(env, info, NULL, NULL, false);
-  if (h) sw_handle_close(h);
-  return undef(env);
 }
 
 /* ---- DgramBatch -------------------------------------------------------------------------- */
 
 typedef struct {
   sw_handle h;
-  uint8_t *ring;
-  int32_t *lengths;
-  size_t slot_size, slots;
+  sw_ring ring;
   struct mmsghdr *msgs;
   struct iovec *iov;
   double rx, tx, tx_dropped, errors;
@@ -528,14 +484,14 @@ static void dgram_on_poll(sw_handle *h, int status, int events) {
   (void)events;
   if (status < 0) { d->errors++; sw_handle_stop(h); return; }
   for (int round = 0; round < 8; round++) {
-    for (size_t i = 0; i < d->slots; i++) {
-      d->iov[i].iov_base = d->ring + i * d->slot_size;
-      d->iov[i].iov_len = d->slot_size;
+    for (size_t i = 0; i < d->ring.slots; i++) {
+      d->iov[i].iov_base = d->ring.data + i * d->ring.slot_size;
+      d->iov[i].iov_len = d->ring.slot_size;
       memset(&d->msgs[i].msg_hdr, 0, sizeof d->msgs[i].msg_hdr);
       d->msgs[i].msg_hdr.msg_iov = &d->iov[i];
       d->msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    int n = recvmmsg(h->fd, d->msgs, (unsigned)d->slots, MSG_DONTWAIT, NULL);
+    int n = recvmmsg(h->fd, d->msgs, (unsigned)d->ring.slots, MSG_DONTWAIT, NULL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -546,17 +502,10 @@ static void dgram_on_poll(sw_handle *h, int status, int events) {
       continue;
     }
     if (n == 0) return;
-    for (int i = 0; i < n; i++) d->lengths[i] = (int32_t)d->msgs[i].msg_len;
+    for (int i = 0; i < n; i++) d->ring.lengths[i] = (int32_t)d->msgs[i].msg_len;
     d->rx += n;
-    napi_env env = h->env;
-    napi_handle_scope scope;
-    napi_open_handle_scope(env, &scope);
-    napi_value argv[1];
-    napi_create_uint32(env, (uint32_t)n, &argv[0]);
-    bool open = sw_handle_call(h, 0, 1, argv);
-    napi_close_handle_scope(env, scope);
-    if (!open || !h->polling) return;
-    if ((size_t)n < d->slots) return;
+    if (!sw_ring_deliver(h, (size_t)n) || !h->polling) return;
+    if ((size_t)n < d->ring.slots) return;
   }
 }
 
@@ -571,31 +520,19 @@ static napi_value dgram_new(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4], self;
   NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
-  if (!is_new(env, info, "DgramBatch")) return NULL;
+  if (!sw_is_new(env, info, "DgramBatch")) return NULL;
   if (argc < 4) { sw_throw_type(env, "new DgramBatch(fd, slotSize, slots, onBatch)"); return NULL; }
   int64_t fd, slot_size, slots;
   if (!sw_get_int(env, argv[0], "fd", 0, INT_MAX, &fd)) return NULL;
   if (!sw_get_int(env, argv[1], "slotSize", 64, 1 << 17, &slot_size)) return NULL;
   if (!sw_get_int(env, argv[2], "slots", 1, 1024, &slots)) return NULL;
-  int fl = fcntl((int)fd, F_GETFL);
-  if (fl < 0 || fcntl((int)fd, F_SETFL, fl | O_NONBLOCK) < 0) { sw_throw_errno(env, "fcntl(O_NONBLOCK)", errno); return NULL; }
-  napi_value ring, ab, lengths;
-  void *ring_data, *len_data;
-  NAPI_OK(env, napi_create_buffer(env, (size_t)(slot_size * slots), &ring_data, &ring));
-  NAPI_OK(env, napi_create_arraybuffer(env, (size_t)slots * 4, &len_data, &ab));
-  NAPI_OK(env, napi_create_typedarray(env, napi_int32_array, (size_t)slots, ab, 0, &lengths));
-  napi_property_descriptor props[] = {
-    { "ring", NULL, NULL, NULL, NULL, ring, napi_enumerable, NULL },
-    { "lengths", NULL, NULL, NULL, NULL, lengths, napi_enumerable, NULL },
-  };
-  NAPI_OK(env, napi_define_properties(env, self, 2, props));
+  if (!sw_set_nonblock(env, (int)fd)) return NULL;
+  sw_ring ring;
+  if (!sw_ring_init(env, self, (size_t)slot_size, (size_t)slots, &ring)) return NULL;
   dgram_t *d = calloc(1, sizeof *d);
   if (!d) { sw_throw_errno(env, "calloc", ENOMEM); return NULL; }
-  d->ring = ring_data;
-  d->lengths = len_data;
-  d->slot_size = (size_t)slot_size;
-  d->slots = (size_t)slots;
-  size_t nmsg = d->slots > DGRAM_MAX_BATCH ? d->slots : DGRAM_MAX_BATCH;
+  d->ring = ring;
+  size_t nmsg = ring.slots > DGRAM_MAX_BATCH ? ring.slots : DGRAM_MAX_BATCH;
   d->msgs = calloc(nmsg, sizeof *d->msgs);
   d->iov = calloc(nmsg, sizeof *d->iov);
   if (!d->msgs || !d->iov) { free(d->msgs); free(d->iov); free(d); sw_throw_errno(env, "calloc", ENOMEM); return NULL; }
@@ -603,7 +540,7 @@ static napi_value dgram_new(napi_env env, napi_callback_info info) {
   if (!sw_handle_init(env, &d->h, self, (int)fd, true, "slipway.DgramBatch", argv[3], NULL, dgram_on_poll)) {
     return NULL;
   }
-  if (!sw_handle_start(&d->h, UV_READABLE)) { d->h.owns_fd = false; sw_handle_close(&d->h); return NULL; }
+  if (!sw_handle_start_new(&d->h, UV_READABLE)) return NULL;
   return self;
 }
 
@@ -613,27 +550,18 @@ static napi_value dgram_send_batch(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   dgram_t *d = (dgram_t *)sw_unwrap(env, info, &argc, argv, true);
   if (!d) return NULL;
-  bool is_arr = false;
-  if (argc < 1 || napi_is_array(env, argv[0], &is_arr) != napi_ok || !is_arr) {
-    sw_throw_type(env, "sendBatch(datagrams: Uint8Array[])");
-    return NULL;
-  }
+  const char *usage = "sendBatch(datagrams: Uint8Array[])";
   uint32_t cnt;
-  NAPI_OK(env, napi_get_array_length(env, argv[0], &cnt));
+  if (argc < 1) { sw_throw_type(env, usage); return NULL; }
+  if (!sw_get_array(env, argv[0], usage, &cnt)) return NULL;
   uint32_t sent = 0;
   while (sent < cnt) {
-    unsigned k = 0;
-    for (; k < DGRAM_MAX_BATCH && sent + k < cnt; k++) {
-      napi_value e;
-      NAPI_OK(env, napi_get_element(env, argv[0], sent + k, &e));
-      uint8_t *p;
-      size_t n;
-      if (!sw_get_bytes(env, e, "datagrams[i]", &p, &n)) return NULL;
-      d->iov[k].iov_base = p;
-      d->iov[k].iov_len = n;
-      memset(&d->msgs[k].msg_hdr, 0, sizeof d->msgs[k].msg_hdr);
-      d->msgs[k].msg_hdr.msg_iov = &d->iov[k];
-      d->msgs[k].msg_hdr.msg_iovlen = 1;
+    unsigned k = cnt - sent < DGRAM_MAX_BATCH ? cnt - sent : DGRAM_MAX_BATCH;
+    if (!sw_get_iov(env, argv[0], sent, k, "datagrams[i]", d->iov, NULL)) return NULL;
+    for (unsigned j = 0; j < k; j++) {
+      memset(&d->msgs[j].msg_hdr, 0, sizeof d->msgs[j].msg_hdr);
+      d->msgs[j].msg_hdr.msg_iov = &d->iov[j];
+      d->msgs[j].msg_hdr.msg_iovlen = 1;
     }
     int r = sendmmsg(d->h.fd, d->msgs, k, MSG_DONTWAIT);
     if (r < 0) {
@@ -672,7 +600,7 @@ static napi_value dgram_relay_to(napi_env env, napi_callback_info info) {
   if (argc < 4) { sw_throw_type(env, "relayTo(fd, count, address, port)"); return NULL; }
   int64_t fd, count, port;
   if (!sw_get_int(env, argv[0], "fd", 0, INT_MAX, &fd)) return NULL;
-  if (!sw_get_int(env, argv[1], "count", 0, (int64_t)d->slots, &count)) return NULL;
+  if (!sw_get_int(env, argv[1], "count", 0, (int64_t)d->ring.slots, &count)) return NULL;
   if (!sw_get_int(env, argv[3], "port", 1, 65535, &port)) return NULL;
   char addr[64];
   size_t alen;
@@ -693,8 +621,8 @@ static napi_value dgram_relay_to(napi_env env, napi_callback_info info) {
     unsigned k = 0;
     for (; k < DGRAM_MAX_BATCH && sent + k < (uint32_t)count; k++) {
       size_t i = sent + k;
-      d->iov[k].iov_base = d->ring + i * d->slot_size;
-      d->iov[k].iov_len = (size_t)d->lengths[i];
+      d->iov[k].iov_base = d->ring.data + i * d->ring.slot_size;
+      d->iov[k].iov_len = (size_t)d->ring.lengths[i];
       memset(&d->msgs[k].msg_hdr, 0, sizeof d->msgs[k].msg_hdr);
       d->msgs[k].msg_hdr.msg_name = &ss;
       d->msgs[k].msg_hdr.msg_namelen = sl;
@@ -719,10 +647,10 @@ static napi_value dgram_stats(napi_env env, napi_callback_info info) {
   if (!d) return NULL;
   napi_value o;
   NAPI_OK(env, napi_create_object(env, &o));
-  set_num(env, o, "rx", d->rx);
-  set_num(env, o, "tx", d->tx);
-  set_num(env, o, "txDropped", d->tx_dropped);
-  set_num(env, o, "errors", d->errors);
+  sw_set_num(env, o, "rx", d->rx);
+  sw_set_num(env, o, "tx", d->tx);
+  sw_set_num(env, o, "txDropped", d->tx_dropped);
+  sw_set_num(env, o, "errors", d->errors);
   return o;
 }
 
@@ -842,15 +770,6 @@ static napi_value js_reset_close(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
-#define METHOD(name, fn) { name, NULL, fn, NULL, NULL, NULL, napi_default_method, NULL }
-
-static bool def_class(napi_env env, napi_value exports, const char *name, napi_callback ctor,
-                      size_t n, const napi_property_descriptor *m) {
-  napi_value cls;
-  if (napi_define_class(env, name, NAPI_AUTO_LENGTH, ctor, NULL, n, m, &cls) != napi_ok) return false;
-  return napi_set_named_property(env, exports, name, cls) == napi_ok;
-}
-
 napi_value sw_init_splice(napi_env env, napi_value exports) {
   napi_property_descriptor fns[] = {
     { "dupFd", NULL, js_dup_fd, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -858,14 +777,14 @@ napi_value sw_init_splice(napi_env env, napi_value exports) {
     { "connectFd", NULL, js_connect_fd, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   NAPI_OK(env, napi_define_properties(env, exports, 3, fns));
-  napi_property_descriptor r[] = { METHOD("close", relay_close), METHOD("stats", relay_stats) };
-  if (!def_class(env, exports, "SpliceRelay", relay_new, 2, r)) return NULL;
-  napi_property_descriptor c[] = { METHOD("close", sw_close_method) };
-  if (!def_class(env, exports, "ConnectWatch", connwatch_new, 1, c)) return NULL;
+  napi_property_descriptor r[] = { SW_METHOD("close", relay_close), SW_METHOD("stats", relay_stats) };
+  if (!sw_def_class(env, exports, "SpliceRelay", relay_new, 2, r)) return NULL;
+  napi_property_descriptor c[] = { SW_METHOD("close", sw_close_method) };
+  if (!sw_def_class(env, exports, "ConnectWatch", connwatch_new, 1, c)) return NULL;
   napi_property_descriptor d[] = {
-    METHOD("sendBatch", dgram_send_batch), METHOD("relayTo", dgram_relay_to), METHOD("stats", dgram_stats),
-    METHOD("close", sw_close_method),
+    SW_METHOD("sendBatch", dgram_send_batch), SW_METHOD("relayTo", dgram_relay_to), SW_METHOD("stats", dgram_stats),
+    SW_METHOD("close", sw_close_method),
   };
-  if (!def_class(env, exports, "DgramBatch", dgram_new, 4, d)) return NULL;
+  if (!sw_def_class(env, exports, "DgramBatch", dgram_new, 4, d)) return NULL;
   return exports;
 }

@@ -8,7 +8,6 @@
  * as GSO (gso_size = the receiver's MSS). */
 #include "addon.h"
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,38 +19,36 @@
 
 typedef struct {
   sw_handle h;
-  uint8_t *ring;       /* memory of the `ring` Buffer (kept alive by the JS object) */
-  int32_t *lengths;    /* memory of the `lengths` Int32Array */
+  sw_ring ring;
   uint8_t *vnet;       /* memory of the `vnet` Buffer: vnet_len bytes per slot (or NULL) */
-  size_t slot_size, slots, vnet_len;
+  size_t vnet_len;
   bool paused;
   double rx_frames, rx_bytes, tx_frames, tx_bytes, tx_dropped, rx_errors;
 } tap_t;
 
 static void tap_on_poll(sw_handle *h, int status, int events) {
   tap_t *t = (tap_t *)h;
-  napi_env env = h->env;
   (void)events;
   if (status < 0) { t->rx_errors++; sw_handle_stop(h); return; } /* poll error: would repeat forever */
   for (int round = 0; round < TAP_MAX_ROUNDS; round++) {
     size_t n = 0;
     bool eof = false;
-    while (n < t->slots) {
+    while (n < t->ring.slots) {
       ssize_t r;
       if (t->vnet_len) {
         struct iovec iov[2] = {
           { t->vnet + n * t->vnet_len, t->vnet_len },
-          { t->ring + n * t->slot_size, t->slot_size },
+          { t->ring.data + n * t->ring.slot_size, t->ring.slot_size },
         };
         r = readv(h->fd, iov, 2);
         if (r > 0 && (size_t)r < t->vnet_len) { t->rx_errors++; continue; } /* header only: drop */
         if (r > 0) r -= (ssize_t)t->vnet_len;
         if (r == 0) continue; /* empty frame after the header: nothing to hand over */
       } else {
-        r = read(h->fd, t->ring + n * t->slot_size, t->slot_size);
+        r = read(h->fd, t->ring.data + n * t->ring.slot_size, t->ring.slot_size);
       }
       if (r > 0) {
-        t->lengths[n++] = (int32_t)r;
+        t->ring.lengths[n++] = (int32_t)r;
         t->rx_frames++;
         t->rx_bytes += (double)r;
         continue;
@@ -64,27 +61,18 @@ static void tap_on_poll(sw_handle *h, int status, int events) {
       break;
     }
     if (eof) sw_handle_stop(h);
-    if (n > 0) {
-      napi_handle_scope scope;
-      napi_open_handle_scope(env, &scope);
-      napi_value argv[1];
-      napi_create_uint32(env, (uint32_t)n, &argv[0]);
-      bool open = sw_handle_call(h, 0, 1, argv);
-      napi_close_handle_scope(env, scope);
-      if (!open) return;
-    }
+    if (n > 0 && !sw_ring_deliver(h, n)) return;
     /* ring was not filled: drained until EAGAIN (or error) */
-    if (n < t->slots || eof || t->paused || !h->polling) return;
+    if (n < t->ring.slots || eof || t->paused || !h->polling) return;
   }
   /* still more: uv_poll is level-triggered, we come back on the next loop iteration */
 }
 
 static napi_value tap_new(napi_env env, napi_callback_info info) {
   size_t argc = 5;
-  napi_value argv[5], self, target;
+  napi_value argv[5], self;
   NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
-  NAPI_OK(env, napi_get_new_target(env, info, &target));
-  if (!target) { sw_throw_type(env, "Tap must be called with new"); return NULL; }
+  if (!sw_is_new(env, info, "Tap")) return NULL;
   if (argc < 4) { sw_throw_type(env, "new Tap(fd, slotSize, slots, onFrames)"); return NULL; }
   int64_t fd, slot_size, slots;
   if (!sw_get_int(env, argv[0], "fd", 0, INT_MAX, &fd)) return NULL;
@@ -95,14 +83,10 @@ static napi_value tap_new(napi_env env, napi_callback_info info) {
   if (vnet_len != 0 && vnet_len != 10 && vnet_len != 12) { sw_throw_range(env, "vnetHdrLen must be 0, 10 or 12"); return NULL; }
   if ((uint64_t)slot_size * (uint64_t)slots > (1ull << 31)) { sw_throw_range(env, "ring too large (max 2 GiB)"); return NULL; }
 
-  int fl = fcntl((int)fd, F_GETFL);
-  if (fl < 0 || fcntl((int)fd, F_SETFL, fl | O_NONBLOCK) < 0) { sw_throw_errno(env, "fcntl(O_NONBLOCK)", errno); return NULL; }
+  if (!sw_set_nonblock(env, (int)fd)) return NULL;
 
-  napi_value ring, ab, lengths;
-  void *ring_data, *len_data;
-  NAPI_OK(env, napi_create_buffer(env, (size_t)(slot_size * slots), &ring_data, &ring));
-  NAPI_OK(env, napi_create_arraybuffer(env, (size_t)slots * 4, &len_data, &ab));
-  NAPI_OK(env, napi_create_typedarray(env, napi_int32_array, (size_t)slots, ab, 0, &lengths));
+  sw_ring ring;
+  if (!sw_ring_init(env, self, (size_t)slot_size, (size_t)slots, &ring)) return NULL;
   napi_value vnet;
   void *vnet_data = NULL;
   if (vnet_len) {
@@ -112,26 +96,17 @@ static napi_value tap_new(napi_env env, napi_callback_info info) {
     NAPI_OK(env, napi_get_null(env, &vnet));
   }
   napi_property_descriptor props[] = {
-    { "ring", NULL, NULL, NULL, NULL, ring, napi_enumerable, NULL },
-    { "lengths", NULL, NULL, NULL, NULL, lengths, napi_enumerable, NULL },
     { "vnet", NULL, NULL, NULL, NULL, vnet, napi_enumerable, NULL },
   };
-  NAPI_OK(env, napi_define_properties(env, self, 3, props));
+  NAPI_OK(env, napi_define_properties(env, self, 1, props));
 
   tap_t *t = calloc(1, sizeof *t);
   if (!t) { sw_throw_errno(env, "calloc", ENOMEM); return NULL; }
-  t->ring = ring_data;
-  t->lengths = len_data;
-  t->slot_size = (size_t)slot_size;
-  t->slots = (size_t)slots;
+  t->ring = ring;
   t->vnet = vnet_data;
   t->vnet_len = (size_t)vnet_len;
   if (!sw_handle_init(env, &t->h, self, (int)fd, true, "slipway.Tap", argv[3], NULL, tap_on_poll)) return NULL;
-  if (!sw_handle_start(&t->h, UV_READABLE)) {
-    t->h.owns_fd = false;
-    sw_handle_close(&t->h);
-    return NULL;
-  }
+  if (!sw_handle_start_new(&t->h, UV_READABLE)) return NULL;
   return self;
 }
 
@@ -177,13 +152,8 @@ static napi_value tap_write(napi_env env, napi_callback_info info) {
 
 /* Write one frame from parts[], preceded by `hdr` (vnet_len bytes) when the tap has a vnet header. */
 static napi_value tap_writev_parts(napi_env env, tap_t *t, napi_value parts, const uint8_t *hdr, const char *usage) {
-  bool is_arr = false;
-  if (napi_is_array(env, parts, &is_arr) != napi_ok || !is_arr) {
-    sw_throw_type(env, usage);
-    return NULL;
-  }
   uint32_t cnt;
-  NAPI_OK(env, napi_get_array_length(env, parts, &cnt));
+  if (!sw_get_array(env, parts, usage, &cnt)) return NULL;
   if (cnt > TAP_MAX_IOV) { sw_throw_range(env, "writev: at most 64 parts"); return NULL; }
   struct iovec iov[TAP_MAX_IOV + 1];
   int k = 0;
@@ -191,17 +161,9 @@ static napi_value tap_writev_parts(napi_env env, tap_t *t, napi_value parts, con
     iov[k].iov_base = (void *)hdr;
     iov[k++].iov_len = t->vnet_len;
   }
-  size_t total = 0;
-  for (uint32_t i = 0; i < cnt; i++) {
-    napi_value e;
-    NAPI_OK(env, napi_get_element(env, parts, i, &e));
-    uint8_t *d;
-    size_t n;
-    if (!sw_get_bytes(env, e, "parts[i]", &d, &n)) return NULL;
-    iov[k].iov_base = d;
-    iov[k++].iov_len = n;
-    total += n;
-  }
+  size_t total;
+  if (!sw_get_iov(env, parts, 0, cnt, "parts[i]", iov + k, &total)) return NULL;
+  k += (int)cnt;
   ssize_t r;
   do r = writev(t->h.fd, iov, k); while (r < 0 && errno == EINTR);
   return tap_result(env, t, r, total, "writev");
@@ -261,53 +223,31 @@ static napi_value tap_resume(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value tap_close(napi_env env, napi_callback_info info) {
-  sw_handle *h = sw_unwrap(env, info, NULL, NULL, false);
-  if (h) sw_handle_close(h);
-  return NULL;
-}
-
-static void set_num(napi_env env, napi_value o, const char *k, double v) {
-  napi_value n;
-  napi_create_double(env, v, &n);
-  napi_set_named_property(env, o, k, n);
-}
-
 static napi_value tap_stats(napi_env env, napi_callback_info info) {
   tap_t *t = (tap_t *)sw_unwrap(env, info, NULL, NULL, false);
   if (!t) return NULL;
   napi_value o;
   NAPI_OK(env, napi_create_object(env, &o));
-  set_num(env, o, "rxFrames", t->rx_frames);
-  set_num(env, o, "rxBytes", t->rx_bytes);
-  set_num(env, o, "txFrames", t->tx_frames);
-  set_num(env, o, "txBytes", t->tx_bytes);
-  set_num(env, o, "txDropped", t->tx_dropped);
-  set_num(env, o, "rxErrors", t->rx_errors);
+  sw_set_num(env, o, "rxFrames", t->rx_frames);
+  sw_set_num(env, o, "rxBytes", t->rx_bytes);
+  sw_set_num(env, o, "txFrames", t->tx_frames);
+  sw_set_num(env, o, "txBytes", t->tx_bytes);
+  sw_set_num(env, o, "txDropped", t->tx_dropped);
+  sw_set_num(env, o, "rxErrors", t->rx_errors);
   return o;
-}
-
-static napi_value tap_fd(napi_env env, napi_callback_info info) {
-  sw_handle *h = sw_unwrap(env, info, NULL, NULL, false);
-  if (!h) return NULL;
-  napi_value v;
-  napi_create_int32(env, h->fd, &v);
-  return v;
 }
 
 napi_value sw_init_tap(napi_env env, napi_value exports) {
   napi_property_descriptor m[] = {
-    { "write", NULL, tap_write, NULL, NULL, NULL, napi_default_method, NULL },
-    { "writev", NULL, tap_writev, NULL, NULL, NULL, napi_default_method, NULL },
-    { "writevOffload", NULL, tap_writev_offload, NULL, NULL, NULL, napi_default_method, NULL },
-    { "pause", NULL, tap_pause, NULL, NULL, NULL, napi_default_method, NULL },
-    { "resume", NULL, tap_resume, NULL, NULL, NULL, napi_default_method, NULL },
-    { "close", NULL, tap_close, NULL, NULL, NULL, napi_default_method, NULL },
-    { "stats", NULL, tap_stats, NULL, NULL, NULL, napi_default_method, NULL },
-    { "fd", NULL, NULL, tap_fd, NULL, NULL, napi_default_jsproperty, NULL },
+    SW_METHOD("write", tap_write),
+    SW_METHOD("writev", tap_writev),
+    SW_METHOD("writevOffload", tap_writev_offload),
+    SW_METHOD("pause", tap_pause),
+    SW_METHOD("resume", tap_resume),
+    SW_METHOD("close", sw_close_method),
+    SW_METHOD("stats", tap_stats),
+    { "fd", NULL, NULL, sw_fd_getter, NULL, NULL, napi_default_jsproperty, NULL },
   };
-  napi_value cls;
-  NAPI_OK(env, napi_define_class(env, "Tap", NAPI_AUTO_LENGTH, tap_new, NULL, sizeof m / sizeof m[0], m, &cls));
-  NAPI_OK(env, napi_set_named_property(env, exports, "Tap", cls));
+  if (!sw_def_class(env, exports, "Tap", tap_new, sizeof m / sizeof m[0], m)) return NULL;
   return exports;
 }
