@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 /* Throw a JS Error "syscall: strerror" with .code ('EAGAIN'...), .errno (-err), .syscall. */
@@ -98,6 +99,11 @@ napi_value sw_errno_value(napi_env env, int err);
 
 /* O_NONBLOCK on fd; on failure a "fcntl(O_NONBLOCK)" error is thrown. */
 bool sw_set_nonblock(napi_env env, int fd);
+/* ss/sl = address a (numeric, of `family`) and port; EINVAL when a does not parse. */
+int sw_fill_addr(int family, const char *a, int port, struct sockaddr_storage *ss, socklen_t *sl);
+/* Bind fd (a non-blocking stream socket of `family`) to bind_addr when it is not NULL and connect
+ * it to addr:port.  Returns 0 (connected), EINPROGRESS (wait until writable) or an errno. */
+int sw_bind_connect(int fd, int family, const char *bind_addr, const char *addr, int port);
 
 napi_value sw_csum(napi_env env, napi_callback_info info);
 uint16_t sw_csum_partial(const uint8_t *p, size_t len, uint32_t initial);

@@ -1,8 +1,11 @@
 /* Common machinery: errors, argument helpers, uv_poll-backed wrapped handles, and the pieces
  * the classes built on them share (receive rings, fd and socket set-up). */
 #include "addon.h"
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -156,6 +159,47 @@ bool sw_set_nonblock(napi_env env, int fd) {
     return false;
   }
   return true;
+}
+
+int sw_fill_addr(int family, const char *a, int port, struct sockaddr_storage *ss, socklen_t *sl) {
+  memset(ss, 0, sizeof *ss);
+  if (family == AF_INET) {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, a, &s4->sin_addr) != 1) return EINVAL;
+    *sl = sizeof *s4;
+  } else {
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, a, &s6->sin6_addr) != 1) return EINVAL;
+    *sl = sizeof *s6;
+  }
+  return 0;
+}
+
+int sw_bind_connect(int fd, int family, const char *bind_addr, const char *addr, int port) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  int err = 0;
+  if (bind_addr) {
+    err = sw_fill_addr(family, bind_addr, 0, &ss, &sl);
+    if (!err && bind(fd, (struct sockaddr *)&ss, sl) < 0) err = errno;
+  }
+  if (!err) err = sw_fill_addr(family, addr, port, &ss, &sl);
+  if (err) return err;
+  int c;
+  do c = connect(fd, (struct sockaddr *)&ss, sl); while (c < 0 && errno == EINTR);
+  if (c == 0 || errno != EINPROGRESS) return c == 0 ? 0 : errno;
+  /* On loopback and veth the handshake has often finished inside connect() (the SYN-ACK waits in
+   * the socket's backlog, processed at release): a 0-timeout poll settles it now and saves the
+   * caller an event-loop turn. */
+  struct pollfd p = { .fd = fd, .events = POLLOUT };
+  if (poll(&p, 1, 0) != 1) return EINPROGRESS;
+  int soerr = 0;
+  socklen_t el = sizeof soerr;
+  return getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &el) < 0 ? errno : soerr;
 }
 
 /* ---- handles --------------------------------------------------------------------------- */

@@ -100,8 +100,6 @@ napi_value sw_init_sockio(napi_env env, napi_value exports) {
  *   shutdown() → 0 or -errno (SHUT_WR)          close(reset) → SO_LINGER 0 first when reset
  *   fd (getter) */
 #include <fcntl.h>
-#include <poll.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
@@ -246,54 +244,13 @@ static napi_value hs_new(napi_env env, napi_callback_info info) {
   bool do_bind = t == napi_string;
   if (do_bind && napi_get_value_string_utf8(env, argv[3], bind_addr, sizeof bind_addr, &n) != napi_ok) return NULL;
   int family = fam == 6 ? AF_INET6 : AF_INET;
-  struct sockaddr_storage ss;
-  socklen_t sl = 0;
-  memset(&ss, 0, sizeof ss);
-  int err = 0;
-  bool connected_now = false;
   int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) { sw_throw_errno(env, "socket", errno); return NULL; }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  #define HS_FILL(a, p)                                                                         \
-    do {                                                                                        \
-      memset(&ss, 0, sizeof ss);                                                                \
-      if (family == AF_INET) {                                                                  \
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;                                     \
-        s4->sin_family = AF_INET; s4->sin_port = htons((uint16_t)(p));                          \
-        if (inet_pton(AF_INET, (a), &s4->sin_addr) != 1) err = EINVAL;                          \
-        sl = sizeof *s4;                                                                        \
-      } else {                                                                                  \
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;                                   \
-        s6->sin6_family = AF_INET6; s6->sin6_port = htons((uint16_t)(p));                       \
-        if (inet_pton(AF_INET6, (a), &s6->sin6_addr) != 1) err = EINVAL;                        \
-        sl = sizeof *s6;                                                                        \
-      }                                                                                         \
-    } while (0)
-  if (do_bind) {
-    HS_FILL(bind_addr, 0);
-    if (!err && bind(fd, (struct sockaddr *)&ss, sl) < 0) err = errno;
-  }
-  if (!err) HS_FILL(addr, port);
-  if (!err) {
-    int c;
-    do c = connect(fd, (struct sockaddr *)&ss, sl); while (c < 0 && errno == EINTR);
-    if (c < 0 && errno != EINPROGRESS) err = errno;
-    if (c == 0) {
-      connected_now = true;
-    } else if (!err) {
-      /* On loopback and veth the handshake has often finished inside connect(): a 0-timeout poll
-       * settles it now and saves the flow an event-loop turn before its SYN-ACK. */
-      struct pollfd pf = { .fd = fd, .events = POLLOUT };
-      if (poll(&pf, 1, 0) == 1) {
-        int soerr = 0;
-        socklen_t el = sizeof soerr;
-        err = getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &el) < 0 ? errno : soerr;
-        if (!err) connected_now = true;
-      }
-    }
-  }
-  #undef HS_FILL
+  int err = sw_bind_connect(fd, family, do_bind ? bind_addr : NULL, addr, (int)port);
+  bool connected_now = err == 0;
+  if (err == EINPROGRESS) err = 0;
   if (err) { close(fd); sw_throw_errno(env, do_bind ? "connect/bind" : "connect", err); return NULL; }
   hostsock_t *s = calloc(1, sizeof *s);
   if (!s) { close(fd); sw_throw_errno(env, "calloc", ENOMEM); return NULL; }

@@ -32,9 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -590,8 +587,6 @@ static napi_value dgram_send_batch(napi_env env, napi_callback_info info) {
  * datagram.  Non-blocking: what the socket refuses (EAGAIN, ENOBUFS) is dropped, as UDP may.
  * Returns the number sent.
  */
-static int fill_addr(int family, const char *a, int port, struct sockaddr_storage *ss, socklen_t *sl);
-
 static napi_value dgram_relay_to(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -615,7 +610,7 @@ static napi_value dgram_relay_to(napi_env env, napi_callback_info info) {
   char mapped[80];
   const char *a = addr;
   if (family == AF_INET6 && strchr(addr, ':') == NULL) { snprintf(mapped, sizeof mapped, "::ffff:%s", addr); a = mapped; }
-  if (fill_addr(family, a, (int)port, &ss, &sl) != 0) { sw_throw_type(env, "bad address for this socket"); return NULL; }
+  if (sw_fill_addr(family, a, (int)port, &ss, &sl) != 0) { sw_throw_type(env, "bad address for this socket"); return NULL; }
   uint32_t sent = 0;
   while (sent < (uint32_t)count) {
     unsigned k = 0;
@@ -672,27 +667,8 @@ static bool arg_fd(napi_env env, napi_callback_info info, int *fd) {
  * connect of a stream socket (made in the container netns by the agent, so the addresses are the
  * netns's).  Returns null when connected, "EINPROGRESS" when the caller must wait for it
  * (ConnectWatch), or the errno name of the failure.  On the netns's loopback the handshake has
- * normally finished when connect() returns (the SYN-ACK waits in the socket's backlog, processed
- * at release), so a 0-timeout poll settles it here and saves the caller an event-loop turn.
+ * normally finished when connect() returns, so sw_bind_connect settles it at once.
  */
-static int fill_addr(int family, const char *a, int port, struct sockaddr_storage *ss, socklen_t *sl) {
-  memset(ss, 0, sizeof *ss);
-  if (family == AF_INET) {
-    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, a, &s4->sin_addr) != 1) return EINVAL;
-    *sl = sizeof *s4;
-  } else {
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET6, a, &s6->sin6_addr) != 1) return EINVAL;
-    *sl = sizeof *s6;
-  }
-  return 0;
-}
-
 static napi_value js_connect_fd(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -719,36 +695,10 @@ static napi_value js_connect_fd(napi_env env, napi_callback_info info) {
   int family = 0;
   socklen_t fl = sizeof family;
   int err = 0;
-  struct sockaddr_storage ss;
-  socklen_t sl;
   if (getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &family, &fl) < 0) err = errno;
   else if (family != AF_INET && family != AF_INET6) err = EAFNOSUPPORT;
-  if (!err && do_bind) {
-    err = fill_addr(family, bind_addr, 0, &ss, &sl);
-    if (!err && bind((int)fd, (struct sockaddr *)&ss, sl) < 0) err = errno;
-  }
-  if (!err) err = fill_addr(family, addr, (int)port, &ss, &sl);
-  if (!err) {
-    int c;
-    do c = connect((int)fd, (struct sockaddr *)&ss, sl); while (c < 0 && errno == EINTR);
-    if (c < 0) err = errno;
-    if (err == EINPROGRESS) {
-      struct pollfd p = { .fd = (int)fd, .events = POLLOUT };
-      if (poll(&p, 1, 0) == 1) {
-        int soerr = 0;
-        socklen_t el = sizeof soerr;
-        err = getsockopt((int)fd, SOL_SOCKET, SO_ERROR, &soerr, &el) < 0 ? errno : soerr;
-      }
-    }
-  }
-  napi_value v;
-  if (!err) {
-    napi_get_null(env, &v);
-  } else {
-    const char *name = strerrorname_np(err);
-    napi_create_string_utf8(env, name ? name : "EIO", NAPI_AUTO_LENGTH, &v);
-  }
-  return v;
+  if (!err) err = sw_bind_connect((int)fd, family, do_bind ? bind_addr : NULL, addr, (int)port);
+  return sw_errno_value(env, err);
 }
 
 /* dupFd(fd): a CLOEXEC duplicate. */
