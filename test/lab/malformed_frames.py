@@ -10,13 +10,13 @@ netns only routes into its world netns).
 Prints one JSON line: {"sent": N, "errors": {...}, "categories": {...}, "seed": S}.
 """
 import argparse
-import json
-import os
 import random
 import socket
 import struct
 import sys
-import time
+
+sys.dont_write_bytecode = True  # run from the checkout: leave no __pycache__ behind in test/lab
+from framesend import csum, mac, run  # noqa: E402
 
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
@@ -24,21 +24,8 @@ ETH_P_IPV6 = 0x86DD
 BCAST = b"\xff" * 6
 
 
-def csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return (~s) & 0xFFFF
-
-
 def ip4(a: str) -> bytes:
     return socket.inet_aton(a)
-
-
-def mac(s: str) -> bytes:
-    return bytes(int(x, 16) for x in s.split(":"))
 
 
 class Gen:
@@ -294,38 +281,20 @@ def main() -> int:
     ap.add_argument("--pace", type=int, default=50, help="pause 1 ms after this many frames")
     a = ap.parse_args()
 
-    seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), "big")
-    rnd = random.Random(seed)
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    s.bind((a.iface, 0))
-    # /sys may belong to another netns under nsenter; ask the socket for the tap's MAC instead.
-    src_mac = mac(a.src_mac) if a.src_mac else s.getsockname()[4][:6]
-    g = Gen(rnd, src_mac, mac(a.gw_mac), a.src_ip, a.gw_ip, a.dns_ip, a.world_ip)
+    def pick():
+        cats_in_use = a.only.split(",") if a.only else CATEGORIES
+        if a.exclude:
+            cats_in_use = [c for c in cats_in_use if c not in a.exclude.split(",")]
+        unknown = [c for c in cats_in_use if c not in CATEGORIES]
+        if unknown or not cats_in_use:
+            ap.error("unknown or empty categories: %s" % ",".join(unknown))
+        return cats_in_use
 
-    sent = 0
-    errors = {}
-    cats = {}
-    cats_in_use = a.only.split(",") if a.only else CATEGORIES
-    if a.exclude:
-        cats_in_use = [c for c in cats_in_use if c not in a.exclude.split(",")]
-    unknown = [c for c in cats_in_use if c not in CATEGORIES]
-    if unknown or not cats_in_use:
-        ap.error("unknown or empty categories: %s" % ",".join(unknown))
-    for i in range(a.count):
-        cat = cats_in_use[i % len(cats_in_use)] if i < len(cats_in_use) else rnd.choice(cats_in_use)
-        frame = getattr(g, cat)()
-        cats[cat] = cats.get(cat, 0) + 1
-        try:
-            s.send(frame)
-            sent += 1
-        except OSError as e:
-            key = "%s:%s" % (cat, e.errno)
-            errors[key] = errors.get(key, 0) + 1
-        if a.pace and i % a.pace == a.pace - 1:
-            time.sleep(0.001)
-    s.close()
-    print(json.dumps({"sent": sent, "attempted": a.count, "errors": errors, "categories": cats, "seed": seed}))
-    return 0
+    def make_gen(rnd, tap_mac):
+        src_mac = mac(a.src_mac) if a.src_mac else tap_mac
+        return Gen(rnd, src_mac, mac(a.gw_mac), a.src_ip, a.gw_ip, a.dns_ip, a.world_ip)
+
+    return run(a, make_gen, pick)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ options), UDP/TCP junk, garbage DHCPv6, spoofed sources.
 Prints one JSON line: {"sent": N, "attempted": N, "errors": {...}, "categories": {...}, "seed": S}.
 """
 import argparse
-import json
-import os
-import random
 import socket
 import struct
 import sys
-import time
+
+sys.dont_write_bytecode = True  # run from the checkout: leave no __pycache__ behind in test/lab
+from framesend import csum, mac, run  # noqa: E402
 
 ETH_P_IPV6 = 0x86DD
 NH_HOP, NH_TCP, NH_UDP, NH_ROUTING, NH_FRAG, NH_ICMP6, NH_NONE, NH_DST = 0, 6, 17, 43, 44, 58, 59, 60
@@ -27,19 +26,6 @@ NH_HOP, NH_TCP, NH_UDP, NH_ROUTING, NH_FRAG, NH_ICMP6, NH_NONE, NH_DST = 0, 6, 1
 
 def a6(s: str) -> bytes:
     return socket.inet_pton(socket.AF_INET6, s)
-
-
-def csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return (~s) & 0xFFFF
-
-
-def mac(s: str) -> bytes:
-    return bytes(int(x, 16) for x in s.split(":"))
 
 
 class Gen:
@@ -223,32 +209,17 @@ def main() -> int:
     ap.add_argument("--pace", type=int, default=50)
     a = ap.parse_args()
 
-    seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), "big")
-    rnd = random.Random(seed)
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    s.bind((a.iface, 0))
-    src_mac = s.getsockname()[4][:6]
-    g = Gen(rnd, src_mac, mac(a.gw_mac), a.src_ip, a.gw_ip, a.dns_ip, a.world_ip)
-    cats_in_use = a.only.split(",") if a.only else CATEGORIES
-    unknown = [c for c in cats_in_use if c not in CATEGORIES]
-    if unknown:
-        ap.error("unknown categories: %s" % ",".join(unknown))
-    sent, errors, cats = 0, {}, {}
-    for i in range(a.count):
-        cat = cats_in_use[i % len(cats_in_use)] if i < len(cats_in_use) else rnd.choice(cats_in_use)
-        frame = getattr(g, cat)()
-        cats[cat] = cats.get(cat, 0) + 1
-        try:
-            s.send(frame)
-            sent += 1
-        except OSError as e:
-            key = "%s:%s" % (cat, e.errno)
-            errors[key] = errors.get(key, 0) + 1
-        if a.pace and i % a.pace == a.pace - 1:
-            time.sleep(0.001)
-    s.close()
-    print(json.dumps({"sent": sent, "attempted": a.count, "errors": errors, "categories": cats, "seed": seed}))
-    return 0
+    def pick():
+        cats_in_use = a.only.split(",") if a.only else CATEGORIES
+        unknown = [c for c in cats_in_use if c not in CATEGORIES]
+        if unknown:
+            ap.error("unknown categories: %s" % ",".join(unknown))
+        return cats_in_use
+
+    def make_gen(rnd, tap_mac):
+        return Gen(rnd, tap_mac, mac(a.gw_mac), a.src_ip, a.gw_ip, a.dns_ip, a.world_ip)
+
+    return run(a, make_gen, pick)
 
 
 if __name__ == "__main__":
