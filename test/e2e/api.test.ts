@@ -1,13 +1,13 @@
 // Scenario: an operator drives forwards at run time through the control API socket
 // (slirp4netns-compatible JSON): adds TCP and UDP forwards, lists them, removes one (its listener
 // closes, the others keep working), gets every documented error, and reads live counters and flows.
-import { chownSync, mkdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { WORLD_HTTP_BODY } from '../lab/data.js';
-import { GUEST, REPO, UNPRIV_UID, type Container, type Stack } from '../lab/lab.js';
-import { skipReason, slipwayOnly, STACK, titled, useLab } from '../lab/scenario.js';
+import { GUEST, REPO, UNPRIV_UID } from '../lab/lab.js';
+import { skipReason, slipwayOnly, titled, useLab, useStack } from '../lab/scenario.js';
 import { waitFor } from '../lab/exec.js';
 import { containerServers } from '../lab/container-servers.js';
 
@@ -30,21 +30,13 @@ async function apiJson(path: string, body: string | object): Promise<Record<stri
 
 describe.skipIf(!!reason)(titled('the control API adds, lists and removes forwards at run time', reason), () => {
   const lab = useLab('api');
-  let ctr: Container;
-  let stack: Stack;
   let sock = '';
-
-  beforeAll(async () => {
-    const dir = join(lab().tmp, 'run');
-    mkdirSync(dir);
-    chownSync(dir, UNPRIV_UID, UNPRIV_UID);
-    sock = join(dir, 'api.sock');
-    ctr = await lab().createContainer();
-    stack = await lab().startStack(STACK, ctr, { configure: true, extraArgs: ['--api-socket', sock, '-p', '18000:80'] });
-    await containerServers(lab(), ctr, ['world', GUEST.configured]);
+  const { ctr, stack } = useStack(lab, () => {
+    sock = join(lab().stackDir('run'), 'api.sock');
+    return { configure: true, extraArgs: ['--api-socket', sock, '-p', '18000:80'] };
   });
-  afterAll(async () => {
-    await stack?.stop();
+  beforeAll(async () => {
+    await containerServers(lab(), ctr(), ['world', GUEST.configured]);
   });
 
   const curl = (port: number) => lab().hostExec(['curl', '-sS', '--max-time', '5', `http://127.0.0.1:${port}/`]);
@@ -137,7 +129,7 @@ describe.skipIf(!!reason)(titled('the control API adds, lists and removes forwar
     expect(r.error.desc).toContain('EADDRINUSE');
     const p = await apiJson(sock, { execute: 'add_hostfwd', arguments: { proto: 'tcp', host_addr: '127.0.0.1', host_port: 80, guest_port: 80 } });
     expect(p.error.desc).toContain('ip_unprivileged_port_start');
-    expect(stack.alive(), stack.describe()).toBe(true);
+    expect(stack().alive(), stack().describe()).toBe(true);
     expect((await curl(18000)).stdout).toBe(WORLD_HTTP_BODY);
   });
 

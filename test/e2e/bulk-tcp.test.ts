@@ -1,9 +1,9 @@
 // Scenario: 256 MiB over TCP each way between the container and the world arrives intact
 // (equal sha256 on both ends), with the stack still alive afterwards.
 // Validated against slirp4netns (SLIPWAY_E2E_STACK=slirp4netns).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NET, PORTS, type Container, type Stack } from '../lab/lab.js';
-import { skipReason, STACK, titled, useLab } from '../lab/scenario.js';
+import { describe, expect, it } from 'vitest';
+import { NET, PORTS } from '../lab/lab.js';
+import { skipReason, STACK, titled, useLab, useStack } from '../lab/scenario.js';
 
 const MIB = 1024 * 1024;
 const BYTES = Number(process.env.SLIPWAY_E2E_BULK_MIB ?? 256) * MIB;
@@ -31,38 +31,29 @@ function parse(stdout: string, stderr: string): Result {
 
 describe.skipIf(!!reason)(titled(`${BYTES / MIB} MiB over TCP each way arrives intact`, reason), () => {
   const lab = useLab('bulk-tcp');
-  let ctr: Container;
-  let stack: Stack;
-
-  beforeAll(async () => {
-    ctr = await lab().createContainer();
-    stack = await lab().startStack(STACK, ctr, { configure: true });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-  });
+  const { ctr, stack } = useStack(lab, { configure: true });
 
   it('uploads to the world sink and the sink reports the same sha256 and byte count', async () => {
-    const r = await ctr.node('tcp-client.ts', ['upload', NET.server, String(PORTS.sink), String(BYTES)], {
+    const r = await ctr().node('tcp-client.ts', ['upload', NET.server, String(PORTS.sink), String(BYTES)], {
       timeoutMs: 170_000,
     });
-    const res = parse(r.stdout, r.stderr + stack.describe());
+    const res = parse(r.stdout, r.stderr + stack().describe());
     expect(res.remoteBytes).toBe(BYTES);
     expect(res.remote).toBe(res.local);
     console.log(`[${STACK}] upload ${BYTES / MIB} MiB: ${res.gbps.toFixed(2)} Gbit/s`);
   });
 
   it('downloads from the world source and gets the deterministic data (same sha256)', async () => {
-    const r = await ctr.node('tcp-client.ts', ['download', NET.server, String(PORTS.source), String(BYTES)], {
+    const r = await ctr().node('tcp-client.ts', ['download', NET.server, String(PORTS.source), String(BYTES)], {
       timeoutMs: 170_000,
     });
-    const res = parse(r.stdout, r.stderr + stack.describe());
+    const res = parse(r.stdout, r.stderr + stack().describe());
     expect(res.bytes).toBe(BYTES);
     expect(res.local).toBe(res.expected);
     console.log(`[${STACK}] download ${BYTES / MIB} MiB: ${res.gbps.toFixed(2)} Gbit/s`);
   });
 
   it('keeps the stack alive', () => {
-    expect(stack.alive(), stack.describe()).toBe(true);
+    expect(stack().alive(), stack().describe()).toBe(true);
   });
 });

@@ -3,13 +3,12 @@
 // everything still works: 32 MiB up and down arrive intact (equal sha256), DNS and HTTP answer,
 // slipway stays up. The fault counters must be non-zero, so the test cannot pass with the
 // faults silently off; the stack's own counters show the recovery (retransmits, bad checksums).
-import { chownSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { WORLD_HTTP_BODY } from '../lab/data.js';
-import { GUEST, NET, PORTS, UNPRIV_UID, type Container, type Stack } from '../lab/lab.js';
-import { skipReason, slipwayOnly, titled, STACK, useLab } from '../lab/scenario.js';
+import { GUEST, NET, PORTS } from '../lab/lab.js';
+import { skipReason, slipwayOnly, titled, useLab, useStack } from '../lab/scenario.js';
 
 const MIB = 1024 * 1024;
 const BYTES = 32 * MIB;
@@ -48,56 +47,42 @@ function parseResult(stdout: string, stderr: string): Record<string, any> {
 
 describe.skipIf(!!reason)(titled('a lossy, reordering, duplicating link (SLIPWAY_FAULTS) is recovered from', reason), () => {
   const lab = useLab('faults');
-  let ctr: Container;
-  let stack: Stack;
   let sock = '';
-
-  beforeAll(async () => {
-    const dir = join(lab().tmp, 'run');
-    mkdirSync(dir);
-    chownSync(dir, UNPRIV_UID, UNPRIV_UID);
-    sock = join(dir, 'api.sock');
-    ctr = await lab().createContainer();
-    stack = await lab().startStack(STACK, ctr, {
-      configure: true,
-      env: { SLIPWAY_FAULTS: FAULTS },
-      extraArgs: ['--api-socket', sock],
-    });
-  });
-  afterAll(async () => {
-    await stack?.stop();
+  const { ctr, stack } = useStack(lab, () => {
+    sock = join(lab().stackDir('run'), 'api.sock');
+    return { configure: true, env: { SLIPWAY_FAULTS: FAULTS }, extraArgs: ['--api-socket', sock] };
   });
 
   it('warns at start that faults are injected on purpose', () => {
-    const warn = stack.stderr.text().split('\n').find((l) => l.includes('SLIPWAY_FAULTS is set'));
-    expect(warn, stack.describe()).toBeDefined();
+    const warn = stack().stderr.text().split('\n').find((l) => l.includes('SLIPWAY_FAULTS is set'));
+    expect(warn, stack().describe()).toBeDefined();
     expect(JSON.parse(warn!).level).toBe(40);
   });
 
   it('uploads 32 MiB to the world sink intact (same sha256 and byte count)', async () => {
-    const r = await ctr.node('tcp-client.ts', ['upload', NET.server, String(PORTS.sink), String(BYTES)], { timeoutMs: 150_000 });
-    const res = parseResult(r.stdout, r.stderr + stack.describe());
+    const r = await ctr().node('tcp-client.ts', ['upload', NET.server, String(PORTS.sink), String(BYTES)], { timeoutMs: 150_000 });
+    const res = parseResult(r.stdout, r.stderr + stack().describe());
     expect(res.remoteBytes).toBe(BYTES);
     expect(res.remote).toBe(res.local);
     console.log(`[faults] upload 32 MiB: ${res.gbps.toFixed(2)} Gbit/s`);
   }, 160_000);
 
   it('downloads 32 MiB from the world source intact (same sha256)', async () => {
-    const r = await ctr.node('tcp-client.ts', ['download', NET.server, String(PORTS.source), String(BYTES)], { timeoutMs: 150_000 });
-    const res = parseResult(r.stdout, r.stderr + stack.describe());
+    const r = await ctr().node('tcp-client.ts', ['download', NET.server, String(PORTS.source), String(BYTES)], { timeoutMs: 150_000 });
+    const res = parseResult(r.stdout, r.stderr + stack().describe());
     expect(res.bytes).toBe(BYTES);
     expect(res.local).toBe(res.expected);
     console.log(`[faults] download 32 MiB: ${res.gbps.toFixed(2)} Gbit/s`);
   }, 160_000);
 
   it('resolves world.test through the DNS forwarder (dig retries a lost datagram)', async () => {
-    const r = await ctr.exec(['dig', '+short', '+time=1', '+tries=5', `@${GUEST.dns}`, NET.worldName, 'A']);
+    const r = await ctr().exec(['dig', '+short', '+time=1', '+tries=5', `@${GUEST.dns}`, NET.worldName, 'A']);
     expect(r.stdout.trim(), r.stderr).toBe(NET.server);
   });
 
   it('fetches the world HTTP server with curl, several times', async () => {
     for (let i = 0; i < 5; i++) {
-      const r = await ctr.exec(['curl', '-sS', '--max-time', '20', `http://${NET.server}/`]);
+      const r = await ctr().exec(['curl', '-sS', '--max-time', '20', `http://${NET.server}/`]);
       expect(r.stdout, r.stderr).toBe(WORLD_HTTP_BODY);
     }
   });
@@ -119,6 +104,6 @@ describe.skipIf(!!reason)(titled('a lossy, reordering, duplicating link (SLIPWAY
   });
 
   it('is still running', () => {
-    expect(stack.alive(), stack.describe()).toBe(true);
+    expect(stack().alive(), stack().describe()).toBe(true);
   });
 });

@@ -2,13 +2,12 @@
 // reached from the host netns: over the spliced path (default) and over the tap (--forward-mode
 // tap); bulk data arrives intact, iperf3 runs near loopback speed, UDP works with a real client,
 // 500 concurrent connections complete, and unusable ports fail at startup with a clear message.
-import { chownSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { HOST_LOOPBACK_BODY, WORLD_HTTP_BODY } from '../lab/data.js';
-import { GUEST, REPO, UNPRIV_UID, type Container, type Lab, type Stack } from '../lab/lab.js';
-import { skipReason, slipwayOnly, STACK, titled, useLab } from '../lab/scenario.js';
+import { GUEST, REPO, type Container, type Lab } from '../lab/lab.js';
+import { skipReason, slipwayOnly, titled, useLab, useStack } from '../lab/scenario.js';
 import { waitFor } from '../lab/exec.js';
 import { containerServers } from '../lab/container-servers.js';
 
@@ -52,31 +51,24 @@ async function iperf(lab: Lab, port: number, reverse: boolean): Promise<number> 
 
 describe.skipIf(!!reason)(titled('published ports reach services in the container (spliced path)', reason), () => {
   const lab = useLab('forward');
-  let ctr: Container;
-  let stack: Stack;
-
-  beforeAll(async () => {
-    ctr = await lab().createContainer();
-    stack = await lab().startStack(STACK, ctr, {
-      configure: true,
-      extraArgs: [
-        '-p', '18000:9000', '-p', '18001:9001', '-p', '18080:80', '-p', '18081:8081',
-        '-p', '15201:5201', '-p', '127.0.0.1:17007:7/udp', '-p', '18099:9999',
-      ],
-    });
-    await containerServers(lab(), ctr, ['world', GUEST.configured]);
-    await containerServers(lab(), ctr, ['host-loopback', '127.0.0.1', '8081']);
-    lab().spawnTracked('ctr-iperf3', ['nsenter', '-t', String(ctr.pid), '-n', 'iperf3', '-s', '-p', '5201']);
-    const up = await waitFor(async () => (await ctr.exec(['ss', '-Hltn', 'sport = :5201'])).stdout.trim() !== '', 5000);
-    if (!up) throw new Error(`iperf3 did not start in the container:\n${lab().logs.get('ctr-iperf3')?.text()}`);
+  const { ctr, stack } = useStack(lab, {
+    configure: true,
+    extraArgs: [
+      '-p', '18000:9000', '-p', '18001:9001', '-p', '18080:80', '-p', '18081:8081',
+      '-p', '15201:5201', '-p', '127.0.0.1:17007:7/udp', '-p', '18099:9999',
+    ],
   });
-  afterAll(async () => {
-    await stack?.stop();
+  beforeAll(async () => {
+    await containerServers(lab(), ctr(), ['world', GUEST.configured]);
+    await containerServers(lab(), ctr(), ['host-loopback', '127.0.0.1', '8081']);
+    lab().spawnTracked('ctr-iperf3', ['nsenter', '-t', String(ctr().pid), '-n', 'iperf3', '-s', '-p', '5201']);
+    const up = await waitFor(async () => (await ctr().exec(['ss', '-Hltn', 'sport = :5201'])).stdout.trim() !== '', 5000);
+    if (!up) throw new Error(`iperf3 did not start in the container:\n${lab().logs.get('ctr-iperf3')?.text()}`);
   });
 
   it('serves curl from a server bound only to the container address 10.0.2.100', async () => {
     const r = await lab().hostExec(['curl', '-sS', '--max-time', '10', 'http://127.0.0.1:18080/']);
-    expect(r.stdout, r.stderr + stack.describe()).toBe(WORLD_HTTP_BODY);
+    expect(r.stdout, r.stderr + stack().describe()).toBe(WORLD_HTTP_BODY);
   });
 
   it('serves curl from a server bound only to the container loopback', async () => {
@@ -129,7 +121,7 @@ describe.skipIf(!!reason)(titled('published ports reach services in the containe
   it('echoes UDP datagrams through a UDP forward (socat)', async () => {
     const payload = `udp-forward-${Date.now()}`;
     const r = await lab().hostExec(['socat', '-t', '2', '-T', '3', '-', 'UDP4:127.0.0.1:17007'], { input: payload });
-    expect(r.stdout, r.stderr + stack.describe()).toBe(payload);
+    expect(r.stdout, r.stderr + stack().describe()).toBe(payload);
     const big = 'a'.repeat(4000) + 'b'.repeat(4000);
     const r2 = await lab().hostExec(['socat', '-t', '2', '-T', '3', '-', 'UDP4:127.0.0.1:17007'], { input: big });
     expect(r2.stdout).toBe(big);
@@ -146,35 +138,27 @@ describe.skipIf(!!reason)(titled('published ports reach services in the containe
   });
 
   it('is still running after all of the above', () => {
-    expect(stack.alive(), stack.describe()).toBe(true);
+    expect(stack().alive(), stack().describe()).toBe(true);
   });
 });
 
 describe.skipIf(!!reason)(titled('tap-mode forwards deliver from the gateway address', reason), () => {
   const lab = useLab('forward-tap');
-  let ctr: Container;
-  let stack: Stack;
   let sock = '';
-
-  beforeAll(async () => {
-    const dir = join(lab().tmp, 'run');
-    mkdirSync(dir);
-    chownSync(dir, UNPRIV_UID, UNPRIV_UID);
-    sock = join(dir, 'api.sock');
-    ctr = await lab().createContainer();
-    stack = await lab().startStack(STACK, ctr, {
+  const { ctr, stack } = useStack(lab, () => {
+    sock = join(lab().stackDir('run'), 'api.sock');
+    return {
       configure: true,
       extraArgs: ['--forward-mode', 'tap', '--api-socket', sock, '-p', '19000:9000', '-p', '19001:9001', '-p', '19080:80'],
-    });
-    await containerServers(lab(), ctr, ['world', GUEST.configured]);
+    };
   });
-  afterAll(async () => {
-    await stack?.stop();
+  beforeAll(async () => {
+    await containerServers(lab(), ctr(), ['world', GUEST.configured]);
   });
 
   it('shows the connection as coming from the gateway 10.0.2.2', async () => {
     const r = await lab().hostExec(['curl', '-sS', '-D', '-', '--max-time', '10', 'http://127.0.0.1:19080/']);
-    expect(r.stdout, r.stderr + stack.describe()).toContain(WORLD_HTTP_BODY);
+    expect(r.stdout, r.stderr + stack().describe()).toContain(WORLD_HTTP_BODY);
     expect(r.stdout.toLowerCase()).toContain(`x-lab-remote: ${GUEST.gateway}`);
   });
 
@@ -193,7 +177,7 @@ describe.skipIf(!!reason)(titled('tap-mode forwards deliver from the gateway add
       flows = await listFlows();
       return flows.some((f) => f.path === 'tap');
     }, 5000);
-    expect(flows, stack.describe()).toEqual(
+    expect(flows, stack().describe()).toEqual(
       expect.arrayContaining([expect.objectContaining({ proto: 'tcp', path: 'tap', target: `${GUEST.configured}:80`, source: expect.stringMatching(/^10\.0\.2\.2:\d+$/) })]),
     );
     holder.kill();
@@ -214,7 +198,7 @@ describe.skipIf(!!reason)(titled('tap-mode forwards deliver from the gateway add
   });
 
   it('is still running', () => {
-    expect(stack.alive(), stack.describe()).toBe(true);
+    expect(stack().alive(), stack().describe()).toBe(true);
   });
 });
 

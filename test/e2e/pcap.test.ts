@@ -1,32 +1,22 @@
 // Scenario: `--pcap PATH` captures what crosses the tap, both ways: after a ping to the gateway
 // and an HTTP fetch, tcpdump reads the file and shows the guest's ARP request and our reply, the
 // ICMP echo request and reply, and the TCP exchange with the world server.
-import { chownSync, mkdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { WORLD_HTTP_BODY } from '../lab/data.js';
-import { GUEST, NET, UNPRIV_UID, type Container, type Stack } from '../lab/lab.js';
+import { GUEST, NET, UNPRIV_UID } from '../lab/lab.js';
 import { run } from '../lab/exec.js';
-import { skipReason, slipwayOnly, titled, STACK, useLab } from '../lab/scenario.js';
+import { skipReason, slipwayOnly, titled, useLab, useStack } from '../lab/scenario.js';
 
 const reason = skipReason(['curl', 'ping', 'tcpdump']) ?? slipwayOnly();
 
 describe.skipIf(!!reason)(titled('--pcap writes a capture tcpdump can read', reason), () => {
   const lab = useLab('pcap');
-  let ctr: Container;
-  let stack: Stack;
   let file = '';
-
-  beforeAll(async () => {
-    const dir = join(lab().tmp, 'capture');
-    mkdirSync(dir);
-    chownSync(dir, UNPRIV_UID, UNPRIV_UID);
-    file = join(dir, 'tap.pcap');
-    ctr = await lab().createContainer();
-    stack = await lab().startStack(STACK, ctr, { configure: true, extraArgs: ['--pcap', file] });
-  });
-  afterAll(async () => {
-    await stack?.stop();
+  const { ctr, stack } = useStack(lab, () => {
+    file = join(lab().stackDir('capture'), 'tap.pcap');
+    return { configure: true, extraArgs: ['--pcap', file] };
   });
 
   it('creates the file mode 0600, owned by the user running slipway', () => {
@@ -36,15 +26,15 @@ describe.skipIf(!!reason)(titled('--pcap writes a capture tcpdump can read', rea
   });
 
   it('serves ping and HTTP while capturing', async () => {
-    const p = await ctr.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', GUEST.gateway]);
+    const p = await ctr().exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', GUEST.gateway]);
     expect(p.stdout, p.stderr).toMatch(/2 packets transmitted, 2 received/);
-    const c = await ctr.exec(['curl', '-sS', '--max-time', '10', `http://${NET.server}/`]);
+    const c = await ctr().exec(['curl', '-sS', '--max-time', '10', `http://${NET.server}/`]);
     expect(c.stdout, c.stderr).toBe(WORLD_HTTP_BODY);
   });
 
   it('leaves a complete capture at shutdown that shows ARP, ICMP and TCP both ways', async () => {
-    await stack.stop();
-    expect(stack.alive()).toBe(false);
+    await stack().stop();
+    expect(stack().alive()).toBe(false);
     const r = await run(['tcpdump', '-nn', '-r', file]);
     expect(r.code, r.stderr).toBe(0);
     const out = r.stdout;

@@ -10,7 +10,7 @@
 //   tap0 10.0.2.100 ◄── stack (uid 65534) ──► veth 198.51.100.1/24 ◄──────────► veth 198.51.100.2/24
 //                                             lo 127.0.0.1 (host-loopback srv)         lo 203.0.113.10 (http/udp echo/sink/source/iperf3)
 //                                             default via 198.51.100.2                 lo 203.0.113.53 (dnsmasq)
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -459,6 +459,15 @@ export class Lab {
       join(REPO, 'test/lab/servers.ts'), 'host-loopback', addr, String(port),
     ]);
     return (JSON.parse(info) as { port: number }).port;
+  }
+
+  /** A new directory tmp/name that the stack, run as UNPRIV_UID, can create files in (an API
+   * socket, a capture file). */
+  stackDir(name: string): string {
+    const dir = join(this.tmp, name);
+    mkdirSync(dir);
+    chownSync(dir, UNPRIV_UID, UNPRIV_UID);
+    return dir;
   }
 
   /** A fresh rootless container netns: userns+netns created by uid 65534 inside the host netns. */

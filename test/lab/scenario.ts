@@ -1,7 +1,10 @@
 // Shared scaffolding for e2e scenarios: which stack is under test, skip reasons, and a
 // per-file lab that is always torn down.
 import { afterAll, beforeAll } from 'vitest';
-import { Lab, labSupport, missingTools, stackBinaryMissing, stackKindFromEnv, type LabOptions, type StackKind } from './lab.js';
+import {
+  Lab, labSupport, missingTools, stackBinaryMissing, stackKindFromEnv,
+  type Container, type LabOptions, type Stack, type StackKind, type StackOptions,
+} from './lab.js';
 
 export const STACK: StackKind = stackKindFromEnv();
 
@@ -34,5 +37,37 @@ export function useLab(name: string, opts: LabOptions = {}): () => Lab {
   return () => {
     if (!lab) throw new Error('lab was not created (see beforeAll error)');
     return lab;
+  };
+}
+
+/**
+ * A container with the stack under test attached, for the tests of the enclosing describe: made
+ * in beforeAll, the stack stopped in afterAll (even when tests fail). `opts` may be a function
+ * when the options need the lab (a path in lab().tmp); it is called first in beforeAll. Set-up
+ * that needs the running stack goes in a beforeAll of its own after this call.
+ */
+export function useStack(
+  lab: () => Lab,
+  opts: StackOptions | (() => StackOptions),
+): { ctr: () => Container; stack: () => Stack } {
+  let ctr: Container | undefined;
+  let stack: Stack | undefined;
+  beforeAll(async () => {
+    const o = typeof opts === 'function' ? opts() : opts;
+    ctr = await lab().createContainer();
+    stack = await lab().startStack(STACK, ctr, o);
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+  return {
+    ctr: () => {
+      if (!ctr) throw new Error('container was not created (see beforeAll error)');
+      return ctr;
+    },
+    stack: () => {
+      if (!stack) throw new Error('stack was not started (see beforeAll error)');
+      return stack;
+    },
   };
 }
