@@ -58,6 +58,30 @@ describe('HostSocket (native host side of a TCP flow)', () => {
     srv.close();
   });
 
+  it('ends with a FIN, not a RST, when the peer has closed first and everything was read', async () => {
+    let peerEnded = false;
+    let peerErr = '';
+    let peerGot = '';
+    const srv = await listen((c) => {
+      c.on('error', (e: NodeJS.ErrnoException) => (peerErr = e.code ?? 'error'));
+      c.on('end', () => (peerEnded = true));
+      c.on('data', (d: Buffer) => (peerGot += d.toString()));
+      c.end('reply'); // the peer closes first (half-close: it still reads)
+    });
+    const s = new HostSocket(4, '127.0.0.1', portOf(srv), null);
+    const w = watch(s);
+    await w.done;
+    expect(Buffer.concat(w.data).toString()).toBe('reply');
+    s.write(Buffer.from('late words'));
+    s.end(); // EOF already read: closing sends the FIN
+    expect(s.destroyed).toBe(true);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(peerEnded).toBe(true);
+    expect(peerGot).toBe('late words');
+    expect(peerErr).toBe('');
+    srv.close();
+  });
+
   it('moves megabytes intact with a paused reader and a full socket buffer', async () => {
     const payload = randomBytes(8 << 20);
     const srv = await listen((c) => {

@@ -254,6 +254,11 @@ export class HostSocket implements HostSide {
 
   private doShutdown(): void {
     this.shut = true;
+    // The peer's EOF is in and nothing is unread: close() sends the same FIN, one syscall fewer.
+    if (this.readEof) {
+      this.close(false);
+      return;
+    }
     const r = this.h!.shutdown();
     if (r < 0 && r !== -107 /* ENOTCONN: the peer is gone already */) {
       this.failSoon(errnoError(r, 'shutdown'));
