@@ -104,6 +104,8 @@ export class HostSocket implements HostSide {
   eofWithData = false;
   readonly recycle = recycleRead;
   private h: HostSocketHandle | null = null;
+  /** The socket's fd, read once (the native getter is a call); -1 once closed. */
+  private fd = -1;
   private readonly q: Pending[] = [];
   private qHead = 0;
   private ending = false;
@@ -122,6 +124,7 @@ export class HostSocket implements HostSide {
     }
     try {
       this.h = new NativeHostSocket(family, address, port, bindAddress, this.onState, this.onRead);
+      this.fd = this.h.fd;
       // Connected inside connect() (loopback, veth): report it once the flow has its listeners on.
       if (this.h.connected) queueMicrotask(() => this.onState(0));
     } catch (err) {
@@ -135,7 +138,7 @@ export class HostSocket implements HostSide {
   }
 
   get hostFd(): number {
-    return this.h !== null && !this.connecting ? this.h.fd : -1;
+    return this.connecting ? -1 : this.fd;
   }
 
   on(event: string, listener: Listener): this {
@@ -297,6 +300,7 @@ export class HostSocket implements HostSide {
     if (this.destroyed) return;
     this.destroyed = true;
     this.writable = false;
+    this.fd = -1;
     this.h?.close(reset);
     this.q.length = 0;
     this.qHead = 0;
