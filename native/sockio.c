@@ -362,17 +362,15 @@ napi_value sw_init_hostsock(napi_env env, napi_value exports) {
   NAPI_OK(env, napi_create_function(env, "setHostReadBuffer", NAPI_AUTO_LENGTH, hs_set_read_buffer, NULL, &f));
   NAPI_OK(env, napi_set_named_property(env, exports, "setHostReadBuffer", f));
   napi_property_descriptor m[] = {
-    { "write", NULL, hs_write, NULL, NULL, NULL, napi_default_method, NULL },
-    { "wantWrite", NULL, hs_want_write, NULL, NULL, NULL, napi_default_method, NULL },
-    { "readStart", NULL, hs_read_start, NULL, NULL, NULL, napi_default_method, NULL },
-    { "readStop", NULL, hs_read_stop, NULL, NULL, NULL, napi_default_method, NULL },
-    { "shutdown", NULL, hs_shutdown, NULL, NULL, NULL, napi_default_method, NULL },
-    { "close", NULL, hs_close, NULL, NULL, NULL, napi_default_method, NULL },
+    SW_METHOD("write", hs_write),
+    SW_METHOD("wantWrite", hs_want_write),
+    SW_METHOD("readStart", hs_read_start),
+    SW_METHOD("readStop", hs_read_stop),
+    SW_METHOD("shutdown", hs_shutdown),
+    SW_METHOD("close", hs_close),
     { "fd", NULL, NULL, sw_fd_getter, NULL, NULL, napi_default, NULL },
     { "connected", NULL, NULL, hs_connected, NULL, NULL, napi_default, NULL },
   };
-  napi_value cls;
-  NAPI_OK(env, napi_define_class(env, "HostSocket", NAPI_AUTO_LENGTH, hs_new, NULL, 8, m, &cls));
-  NAPI_OK(env, napi_set_named_property(env, exports, "HostSocket", cls));
+  if (!sw_def_class(env, exports, "HostSocket", hs_new, sizeof m / sizeof m[0], m)) return NULL;
   return exports;
 }
