@@ -27,7 +27,7 @@ import { parseArgs } from 'node:util';
 import { Lab, labSupport, missingTools, NET, PORTS, REPO, stackBinaryMissing, type StackKind } from '../test/lab/lab.js';
 import { run, sleep } from '../test/lab/exec.js';
 import {
-  BENCH_PORTS, buildRr, containerIperfServer, endSession, launch, loadRow, median, memoryMB, processTree, readyTimes,
+  BENCH_PORTS, buildRr, containerIperfServer, cpuSteal, endSession, launch, loadRow, median, memoryMB, processTree, readyTimes,
   startBenchServers, type LoadRow, type Session,
 } from './harness.js';
 import { renderChart } from './chart.js';
@@ -411,7 +411,11 @@ async function main(): Promise<number> {
           if (missing) continue;
           log(`${kind} MTU ${mtu} round ${round + 1}/${REPEAT} (${Math.round((Date.now() - t0) / 1000)} s)`);
           try {
+            const st0 = cpuSteal();
             const r = await benchRound(lab, kind, mtu, rrBin);
+            const st1 = cpuSteal();
+            // CPU time the hypervisor took from this VM during the round: its numbers are that much less sure.
+            r.detail.stealPct = (100 * (st1.steal - st0.steal)) / Math.max(1, st1.total - st0.total);
             acc.values.push(r.values);
             acc.details.push(r.detail);
             acc.errors.push(...r.errors);
@@ -438,6 +442,8 @@ async function main(): Promise<number> {
       }
       computeRatios(mr);
       res.runs.push(mr);
+      const steal = mr.stacks.map((sr) => `${sr.stack} ${sr.rounds.map((d) => ((d as { stealPct?: number }).stealPct ?? NaN).toFixed(0)).join('/')} %`);
+      res.notes.push(`MTU ${mtu}: CPU time stolen by the hypervisor during each stack's rounds (high = noisy numbers): ${steal.join(', ')}`);
     }
   } finally {
     await lab.destroy();
