@@ -293,14 +293,18 @@ export class Stack {
 
   /** Handle a batch from the tap: frame i is at ring[i*slotSize] with lengths[i] bytes. */
   onFrames(ring: Uint8Array, slotSize: number, lengths: Int32Array, count: number, vnet: Uint8Array | null = null): void {
-    for (let i = 0; i < count; i++) {
-      // With a vnet header, the guest kernel tells us when the L4 checksum is partial (to be
-      // completed by "hardware": us, and we need not) or already verified.
-      this.l4ChecksumTrusted = vnet !== null && (vnet[i * VNET_HDR_LEN] & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID)) !== 0;
-      this.input(ring, i * slotSize, lengths[i]);
+    this.tcp.batchBegin();
+    try {
+      for (let i = 0; i < count; i++) {
+        // With a vnet header, the guest kernel tells us when the L4 checksum is partial (to be
+        // completed by "hardware": us, and we need not) or already verified.
+        this.l4ChecksumTrusted = vnet !== null && (vnet[i * VNET_HDR_LEN] & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID)) !== 0;
+        this.input(ring, i * slotSize, lengths[i]);
+      }
+    } finally {
+      this.l4ChecksumTrusted = false;
+      this.tcp.batchEnd();
     }
-    this.l4ChecksumTrusted = false;
-    this.tcp.flushAcks();
   }
 
   /** Handle one frame. Never throws on bad input: drops and counts. */

@@ -1457,6 +1457,7 @@ export class TcpFlowTable {
   private count = 0;
   private readonly dirty: TcpFlow[] = [];
   private flushQueued = false;
+  private inBatch = false;
   /**
    * One slab kept from a finished flow for the next flow that needs one: flows come and go one
    * after another far more often than many are backlogged at once, and a fresh `bufferLimit`
@@ -1660,10 +1661,24 @@ export class TcpFlowTable {
   }
 
 
+  /**
+   * A batch of guest frames begins: flows marked dirty meanwhile are flushed by `batchEnd()`, so
+   * the microtask fallback (for marks outside a batch: host events, timers) is not needed.
+   */
+  batchBegin(): void {
+    this.inBatch = true;
+  }
+
+  /** The batch is done: write what it noted to the host, send the ACKs it made due. */
+  batchEnd(): void {
+    this.inBatch = false;
+    this.flushAcks();
+  }
+
   /** @internal A flow has something for the next flush. */
   markDirty(flow: TcpFlow): void {
     this.dirty.push(flow);
-    if (!this.flushQueued) {
+    if (!this.flushQueued && !this.inBatch) {
       this.flushQueued = true;
       queueMicrotask(this.flushTask);
     }
