@@ -39,7 +39,8 @@ export function renderChart(res: CompareResult): string {
   const left = 16;
   const rows = Math.ceil(metrics.length / cols);
   const W = left * 2 + cols * pw + (cols - 1) * gap;
-  const warnings = res.notes.filter((n) => n.startsWith('WARNING'));
+  // Warnings and how much CPU the hypervisor took during each stack's rounds (how sure the bars are).
+  const warnings = res.notes.filter((n) => n.startsWith('WARNING') || n.includes('stolen by the hypervisor'));
   const H = top + rows * (ph + gap) + 20 + 16 * (res.runs.length + warnings.length);
   const o: string[] = [];
   o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Verdana, Arial, sans-serif">`);
@@ -78,7 +79,8 @@ export function renderChart(res: CompareResult): string {
     y += 16;
   }
   for (const w of warnings) {
-    o.push(`<text x="${left}" y="${y}" font-size="11" fill="#b91c1c">${esc(w.length > 190 ? `${w.slice(0, 187)}…` : w)}</text>`);
+    const fill = w.startsWith('WARNING') ? '#b91c1c' : '#333';
+    o.push(`<text x="${left}" y="${y}" font-size="11" fill="${fill}">${esc(w.length > 190 ? `${w.slice(0, 187)}…` : w)}</text>`);
     y += 16;
   }
   o.push('</svg>');
