@@ -31,23 +31,6 @@ static bool get_fd(napi_env env, napi_value v, int *fd) {
   return true;
 }
 
-static bool check_new(napi_env env, napi_callback_info info, const char *name) {
-  napi_value target;
-  if (napi_get_new_target(env, info, &target) != napi_ok) return false;
-  if (!target) {
-    char msg[64];
-    snprintf(msg, sizeof msg, "%s must be called with new", name);
-    sw_throw_type(env, msg);
-    return false;
-  }
-  return true;
-}
-
-static napi_value handle_close_method(napi_env env, napi_callback_info info) {
-  sw_handle *h = sw_unwrap(env, info, NULL, NULL, false);
-  if (h) sw_handle_close(h);
-  return NULL;
-}
 
 /* ---- plain functions --------------------------------------------------------------------- */
 
@@ -122,7 +105,7 @@ static napi_value fdwatch_new(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3], self;
   NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
-  if (!check_new(env, info, "FdWatch")) return NULL;
+  if (!sw_is_new(env, info, "FdWatch")) return NULL;
   if (argc < 3) { sw_throw_type(env, "new FdWatch(fd, 'readable'|'any', cb)"); return NULL; }
   int fd;
   if (!get_fd(env, argv[0], &fd)) return NULL;
@@ -181,7 +164,7 @@ static napi_value ping_new(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2], self;
   NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
-  if (!check_new(env, info, "PingSocket")) return NULL;
+  if (!sw_is_new(env, info, "PingSocket")) return NULL;
   if (argc < 2) { sw_throw_type(env, "new PingSocket(4|6, onReply)"); return NULL; }
   int64_t fam;
   if (!sw_get_int(env, argv[0], "family", 4, 6, &fam) || fam == 5) {
@@ -312,7 +295,7 @@ static napi_value chan_new(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3], self;
   NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
-  if (!check_new(env, info, "AgentChannel")) return NULL;
+  if (!sw_is_new(env, info, "AgentChannel")) return NULL;
   if (argc < 3) { sw_throw_type(env, "new AgentChannel(fd, onMessage, onClose)"); return NULL; }
   int fd;
   if (!get_fd(env, argv[0], &fd)) return NULL;
@@ -346,15 +329,6 @@ static napi_value chan_send(napi_env env, napi_callback_info info) {
 
 /* ---- registration ------------------------------------------------------------------------ */
 
-static bool def_class(napi_env env, napi_value exports, const char *name, napi_callback ctor,
-                      size_t n, const napi_property_descriptor *m) {
-  napi_value cls;
-  if (napi_define_class(env, name, NAPI_AUTO_LENGTH, ctor, NULL, n, m, &cls) != napi_ok) return false;
-  return napi_set_named_property(env, exports, name, cls) == napi_ok;
-}
-
-#define METHOD(name, fn) { name, NULL, fn, NULL, NULL, NULL, napi_default_method, NULL }
-
 napi_value sw_init_misc(napi_env env, napi_value exports) {
   napi_property_descriptor fns[] = {
     { "socketpair", NULL, js_socketpair, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -365,13 +339,13 @@ napi_value sw_init_misc(napi_env env, napi_value exports) {
   };
   NAPI_OK(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
 
-  napi_property_descriptor w[] = { METHOD("close", handle_close_method) };
-  if (!def_class(env, exports, "FdWatch", fdwatch_new, 1, w)) return NULL;
+  napi_property_descriptor w[] = { SW_METHOD("close", sw_close_method) };
+  if (!sw_def_class(env, exports, "FdWatch", fdwatch_new, 1, w)) return NULL;
 
-  napi_property_descriptor p[] = { METHOD("send", ping_send), METHOD("close", handle_close_method) };
-  if (!def_class(env, exports, "PingSocket", ping_new, 2, p)) return NULL;
+  napi_property_descriptor p[] = { SW_METHOD("send", ping_send), SW_METHOD("close", sw_close_method) };
+  if (!sw_def_class(env, exports, "PingSocket", ping_new, 2, p)) return NULL;
 
-  napi_property_descriptor c[] = { METHOD("send", chan_send), METHOD("close", handle_close_method) };
-  if (!def_class(env, exports, "AgentChannel", chan_new, 2, c)) return NULL;
+  napi_property_descriptor c[] = { SW_METHOD("send", chan_send), SW_METHOD("close", sw_close_method) };
+  if (!sw_def_class(env, exports, "AgentChannel", chan_new, 2, c)) return NULL;
   return exports;
 }
