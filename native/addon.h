@@ -37,6 +37,7 @@ struct sw_handle {
   napi_ref self;            /* strong while open: an active handle is not collected */
   napi_ref cb[2];           /* JS callbacks */
   napi_async_context actx;
+  bool actx_shared;         /* set with actx before sw_handle_init: one context for many handles */
   void (*on_poll)(sw_handle *h, int status, int events);
   void (*on_free)(sw_handle *h); /* extra cleanup before free() */
 };

@@ -197,6 +197,8 @@ int sw_bind_connect(int fd, int family, const char *bind_addr, const char *addr,
    * caller an event-loop turn. */
   struct pollfd p = { .fd = fd, .events = POLLOUT };
   if (poll(&p, 1, 0) != 1) return EINPROGRESS;
+  /* writable with neither error nor hang-up: connected (a failed connect sets POLLERR) */
+  if (!(p.revents & (POLLERR | POLLHUP))) return 0;
   int soerr = 0;
   socklen_t el = sizeof soerr;
   return getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &el) < 0 ? errno : soerr;
@@ -243,16 +245,18 @@ bool sw_handle_init(napi_env env, sw_handle *h, napi_value self, int fd, bool ow
     if (!cbs[i]) continue;
     napi_valuetype t;
     napi_typeof(env, cbs[i], &t);
-    if (t != napi_function) { sw_throw_type(env, "callback must be a function"); return false; }
+    if (t != napi_function) { sw_throw_type(env, "callback must be a function"); free(h); return false; }
   }
   uv_loop_t *loop;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return false;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) { free(h); return false; }
   int r = uv_poll_init(loop, &h->poll, fd);
   if (r < 0) { sw_throw_errno(env, "uv_poll_init", -r); free(h); return false; }
   h->poll_inited = true;
-  napi_value name;
-  napi_create_string_utf8(env, resource_name, NAPI_AUTO_LENGTH, &name);
-  if (napi_async_init(env, self, name, &h->actx) != napi_ok) goto fail;
+  if (!h->actx_shared) {
+    napi_value name;
+    napi_create_string_utf8(env, resource_name, NAPI_AUTO_LENGTH, &name);
+    if (napi_async_init(env, self, name, &h->actx) != napi_ok) goto fail;
+  }
   for (int i = 0; i < 2; i++)
     if (cbs[i] && napi_create_reference(env, cbs[i], 1, &h->cb[i]) != napi_ok) goto fail;
   if (napi_create_reference(env, self, 1, &h->self) != napi_ok) goto fail;
@@ -286,17 +290,16 @@ void sw_handle_close(sw_handle *h) {
   if (h->closed) return;
   h->closed = true;
   napi_env env = h->env;
-  if (h->poll_inited) {
-    uv_poll_stop(&h->poll);
-    uv_close((uv_handle_t *)&h->poll, on_uv_closed);
-  }
+  /* no uv_poll_stop first: uv_close stops the poll itself, and each stop is an epoll_ctl(DEL) */
+  if (h->poll_inited) uv_close((uv_handle_t *)&h->poll, on_uv_closed);
   h->polling = false;
   if (h->owns_fd && h->fd >= 0) close(h->fd);
   h->fd = -1;
   for (int i = 0; i < 2; i++)
     if (h->cb[i]) { napi_delete_reference(env, h->cb[i]); h->cb[i] = NULL; }
   if (h->self) { napi_delete_reference(env, h->self); h->self = NULL; }
-  if (h->actx) { napi_async_destroy(env, h->actx); h->actx = NULL; }
+  if (h->actx && !h->actx_shared) napi_async_destroy(env, h->actx);
+  h->actx = NULL;
 }
 
 bool sw_handle_call(sw_handle *h, int which, size_t argc, napi_value *argv) {

@@ -108,6 +108,8 @@ napi_value sw_init_sockio(napi_env env, napi_value exports) {
 /* The read buffer: a JS Buffer given by setHostReadBuffer (JS hands big reads on as they are and
  * gives a fresh buffer; small ones it copies out and the buffer is reused). */
 static napi_ref hs_buf_ref;
+static napi_async_context hs_actx;
+static napi_env hs_actx_env;
 static uint8_t *hs_buf;
 static size_t hs_buf_len;
 
@@ -171,13 +173,10 @@ static void hs_do_read(hostsock_t *s, int events) {
       return;
     }
     int status = 0;
-    if ((size_t)n < cap && (events & UV_DISCONNECT)) {
-      /* the peer has shut down: its FIN likely follows this data at once; report both together */
-      ssize_t m;
-      do m = recv(s->h.fd, buf + n, cap - (size_t)n, MSG_DONTWAIT); while (m < 0 && errno == EINTR);
-      if (m == 0) status = 1;
-      else if (m > 0) n += m;
-    }
+    /* The poll saw the peer's FIN (EPOLLRDHUP: the kernel takes a FIN only in sequence, after all
+     * the data before it) and this read left the queue empty (it did not fill the buffer): this
+     * was the last data, so report the EOF with it, without a read that would only return 0. */
+    if ((size_t)n < cap && (events & UV_DISCONNECT)) status = 1;
     if (status == 1) { s->eof = true; hs_update(s); }
     if (!hs_call_read(s, (size_t)n, status)) return;
     if (status == 1) return;
@@ -254,6 +253,19 @@ static napi_value hs_new(napi_env env, napi_callback_info info) {
   if (err) { close(fd); sw_throw_errno(env, do_bind ? "connect/bind" : "connect", err); return NULL; }
   hostsock_t *s = calloc(1, sizeof *s);
   if (!s) { close(fd); sw_throw_errno(env, "calloc", ENOMEM); return NULL; }
+  /* One async context for every HostSocket (async_hooks see them as one resource): a context of
+   * its own cost each short connection an init and a destroy. */
+  if (!hs_actx) {
+    napi_value res, name;
+    napi_create_object(env, &res);
+    napi_create_string_utf8(env, "slipway.HostSocket", NAPI_AUTO_LENGTH, &name);
+    if (napi_async_init(env, res, name, &hs_actx) == napi_ok) hs_actx_env = env;
+    else hs_actx = NULL;
+  }
+  if (hs_actx && hs_actx_env == env) { /* (another env, e.g. a worker thread: a context of its own) */
+    s->h.actx = hs_actx;
+    s->h.actx_shared = true;
+  }
   if (!sw_handle_init(env, &s->h, self, fd, true, "slipway.HostSocket", argv[4], argv[5], hs_on_poll)) { close(fd); return NULL; }
   /* connected already: the caller reports it (connected getter) once its listeners are on */
   s->connecting = !connected_now;

@@ -82,6 +82,21 @@ describe('HostSocket (native host side of a TCP flow)', () => {
     srv.close();
   });
 
+  it('reports a reset that follows data as an error, never as a clean end', async () => {
+    const srv = await listen((c) => {
+      c.write('partial');
+      c.resetAndDestroy(); // data, then RST (no FIN)
+    });
+    for (let i = 0; i < 5; i++) {
+      const s = new HostSocket(4, '127.0.0.1', portOf(srv), null);
+      const w = watch(s);
+      await w.done;
+      expect(w.events).toContain('error:ECONNRESET');
+      expect(w.events).not.toContain('end');
+    }
+    srv.close();
+  });
+
   it('moves megabytes intact with a paused reader and a full socket buffer', async () => {
     const payload = randomBytes(8 << 20);
     const srv = await listen((c) => {

@@ -1079,9 +1079,10 @@ export class TcpFlow implements TcpEndpoints {
     let wnd = Math.max(0, seqDiff(this.rcvAdvEdge, rcvNxt));
     if (avail - wnd >= Math.min(limit >> 1, this.rcvMss)) wnd = avail;
     const shift = this.rcvShift;
-    let field = Math.ceil(wnd / 2 ** shift);
+    const unit = 1 << shift; // shift ≤ 14 (RFC 7323); `2 ** shift` would call pow() per segment
+    let field = Math.ceil(wnd / unit);
     if (field > 0xffff) field = 0xffff;
-    this.rcvAdvEdge = seqAdd(rcvNxt, field * 2 ** shift);
+    this.rcvAdvEdge = seqAdd(rcvNxt, field * unit);
     return field;
   }
 
