@@ -5,7 +5,8 @@
 //
 // Also per op: frames the stack wrote to / read from the guest (tap0 counters in the container)
 // and the stack's voluntary context switches (sleeps); rows `down`/`up` are iperf3 to the world
-// (Gbit/s, stack CPU s/GB, frames to the guest per MB).
+// (Gbit/s, stack CPU s/GB, frames to the guest per MB); `fwd_in`/`fwd_out` are iperf3 through
+// the inbound forward (-p 127.0.0.1:PORT → an iperf3 server in the container) and its reverse.
 //
 //   npx tsx bench/ab-rr.ts --build A=/path/to/checkout --build B=/other/checkout[@ENV=VALUE...] \
 //     [--rounds 5] [--seconds 2] [--mtu 65520] [--rows rr,crr,down,up] [--env NAME=VALUE]
@@ -17,7 +18,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Container, Lab, NET, PORTS, Stack } from '../test/lab/lab.js';
-import { BENCH_PORTS, buildRr, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, cpuSteal, processTree, startBenchServers, threadCpuSeconds } from './harness.js';
+import { BENCH_PORTS, buildRr, containerIperfServer, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, cpuSteal, processTree, startBenchServers, threadCpuSeconds } from './harness.js';
 import { sleep } from '../test/lab/exec.js';
 
 const { values: args } = parseArgs({
@@ -42,6 +43,7 @@ const ROUNDS = Number(args.rounds);
 const SECONDS = Number(args.seconds);
 const MTU = args.mtu!;
 const ROWS = args.rows!.split(',');
+const FWD = ROWS.some((r) => r.startsWith('fwd'));
 const extraEnv = Object.fromEntries((args.env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
 
 function parseJsonLine(text: string): Record<string, number> | undefined {
@@ -76,7 +78,7 @@ async function tapPackets(c: Container): Promise<{ rx: number; tx: number }> {
 }
 
 async function main(): Promise<void> {
-  const lab = await Lab.create('abrr', { iperf: ROWS.some((r) => r === 'down' || r === 'up') });
+  const lab = await Lab.create('abrr', { iperf: ROWS.some((r) => r === 'down' || r === 'up' || r.startsWith('fwd')) });
   const results = new Map<string, Record<string, number[]>>();
   try {
     const rrBin = await buildRr(lab);
@@ -87,7 +89,8 @@ async function main(): Promise<void> {
         const container = await lab.createContainer();
         const argv = [
           ...lab.unprivPrefix(), process.execPath, join(b.dir, 'bin/slipway'), '--configure', '--mtu', MTU,
-          '--dns-upstream', NET.dns, '--ready-fd', '3', String(container.pid),
+          '--dns-upstream', NET.dns, '--ready-fd', '3',
+          ...(FWD ? ['-p', `127.0.0.1:${BENCH_PORTS.forwardHost}:${BENCH_PORTS.containerIperf}`] : []), String(container.pid),
         ];
         const child = lab.spawnTracked(`ab-${b.name}-${round}`, argv, { env: { ...lab.unprivEnv(), ...extraEnv, ...b.env }, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
         const stack = new Stack('slipway', child, argv, { gateway: '10.0.2.2', dns: '10.0.2.3', guest: '10.0.2.100' });
@@ -108,7 +111,21 @@ async function main(): Promise<void> {
         // The Node process of the tree (the launch wrappers exec or wait): the one with most threads.
         const nodePid = tree.reduce((best, p) => (taskCount(p) > taskCount(best) ? p : best), stack.pid);
         const steal0 = cpuSteal();
+        const stopIperf = FWD ? await containerIperfServer({ container } as Parameters<typeof containerIperfServer>[0]) : undefined;
         for (const row of ROWS) {
+          if (row === 'fwd_in' || row === 'fwd_out') {
+            const c0 = cpuSeconds(tree);
+            const out = await lab.hostExec(iperfArgv('127.0.0.1', BENCH_PORTS.forwardHost, SECONDS, row === 'fwd_out'), { timeoutMs: (SECONDS + 30) * 1000 });
+            const c1 = cpuSeconds(tree);
+            const ip = parseIperf(out.stdout);
+            if (!ip.bytes) {
+              process.stderr.write(`${b.name} ${row}: ${ip.error}\n`);
+              continue;
+            }
+            add(`${row}_gbps`, ip.gbps!);
+            add(`${row}_cpu_s_per_GB`, (c1 - c0) / (ip.bytes / 1e9));
+            continue;
+          }
           if (row === 'down' || row === 'up') {
             const f0 = await tapPackets(container);
             const t0 = threadCpuSeconds(nodePid);
@@ -156,10 +173,13 @@ async function main(): Promise<void> {
           add(`${row}_sleeps`, (w1 - w0) / n);
           if (row === 'crr' && j.errors) add('crr_errors', j.errors);
         }
-        add('rss_mb', memoryMB(tree).rss);
+        const mem = memoryMB(tree);
+        add('rss_mb', mem.rss);
+        add('rss_peak_mb', mem.hwm);
         // CPU time the hypervisor took from this VM during the rows: high = a noisy round.
         const steal1 = cpuSteal();
         add('steal_pct', (100 * (steal1.steal - steal0.steal)) / Math.max(1, steal1.total - steal0.total));
+        stopIperf?.();
         await stack.stop('SIGTERM', 5000);
         container.child.kill('SIGKILL');
         process.stderr.write(`round ${round + 1} ${b.name}: ${JSON.stringify(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.at(-1)])))}\n`);
