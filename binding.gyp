@@ -9,10 +9,12 @@
         "native/misc.c",
         "native/csum.c",
         "native/splice.c",
-        "native/sockio.c"
+        "native/sockio.c",
+        "native/memory.cc"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
-      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-fvisibility=hidden"],
+      "cflags_c": ["-std=gnu11"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-fvisibility=hidden"],
       "cflags!": ["-fno-exceptions"]
     },
     {

@@ -107,6 +107,8 @@ int sw_fill_addr(int family, const char *a, int port, struct sockaddr_storage *s
 int sw_bind_connect(int fd, int family, const char *bind_addr, const char *addr, int port);
 
 napi_value sw_csum(napi_env env, napi_callback_info info);
+/* memory.cc: V8 low-memory notification (full GCs, young generation shrunk). */
+napi_value sw_low_memory(napi_env env, napi_callback_info info);
 uint16_t sw_csum_partial(const uint8_t *p, size_t len, uint32_t initial);
 
 napi_value sw_init_tap(napi_env env, napi_value exports);

@@ -336,6 +336,7 @@ napi_value sw_init_misc(napi_env env, napi_value exports) {
     { "closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_enumerable, NULL },
     { "csum", NULL, sw_csum, NULL, NULL, NULL, napi_enumerable, NULL },
     { "mallocTrim", NULL, js_malloc_trim, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "lowMemory", NULL, sw_low_memory, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   NAPI_OK(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import {
   AgentChannel,
@@ -8,6 +9,7 @@ import {
   csum,
   FdWatch,
   isPingPermissionError,
+  lowMemory,
   PingSocket,
   POLL_READABLE,
   setCloexec,
@@ -63,6 +65,22 @@ describe('csum', () => {
     expect(csum(view, 1, 20, 7)).toBe(refCsum(b, 4, 20, 7));
     expect(() => csum(b, 90, 20, 0)).toThrow(RangeError);
     expect(() => csum('x' as unknown as Uint8Array, 0, 1, 0)).toThrow(TypeError);
+  });
+});
+
+describe('lowMemory', () => {
+  it('shrinks the young generation that a burst of allocation grew', () => {
+    const youngMB = (): number => (v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0) / 1048576;
+    let keep: object[] = [];
+    for (let i = 0; i < 2_000_000; i++) {
+      keep.push({ i, s: `x${i}` });
+      if (keep.length > 5000) keep = [];
+    }
+    const grown = youngMB();
+    expect(grown).toBeGreaterThanOrEqual(8); // the burst did grow it (else this test proves nothing)
+    keep = [];
+    lowMemory();
+    expect(youngMB()).toBeLessThanOrEqual(grown / 4);
   });
 });
 

@@ -229,6 +229,7 @@ interface Addon {
   setCloexec(fd: number, on: boolean): void;
   closeFd(fd: number): void;
   mallocTrim(): boolean;
+  lowMemory(): void;
   writeSlices(fd: number, buf: Uint8Array, offLen: Int32Array, count: number): number;
 }
 
@@ -267,6 +268,11 @@ export const setCloexec: (fd: number, on: boolean) => void = addon.setCloexec;
 export const closeFd: (fd: number) => void = addon.closeFd;
 /** glibc malloc_trim(0): return the C heap's free memory to the kernel; true if any was released. */
 export const mallocTrim: () => boolean = addon.mallocTrim;
+/**
+ * V8's low-memory notification: full GCs until nothing more is freed, and the young generation
+ * shrunk back to its initial size (a plain full GC leaves it as large as the last burst grew it).
+ */
+export const lowMemory: () => void = addon.lowMemory;
 /**
  * Write `count` (offset, length) slices of `buf` (pairs in offLen) to a connected stream socket
  * fd without blocking: bytes written, or -errno (EAGAIN included). Never throws on I/O errors,
