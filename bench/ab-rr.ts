@@ -111,39 +111,36 @@ async function main(): Promise<void> {
         // The Node process of the tree (the launch wrappers exec or wait): the one with most threads.
         const nodePid = tree.reduce((best, p) => (taskCount(p) > taskCount(best) ? p : best), stack.pid);
         const steal0 = cpuSteal();
+        /** One iperf3 run: its Gbit/s and the stack's CPU s/GB recorded; the bytes moved, or undefined (reported). */
+        const iperfRow = async (row: string, run: () => Promise<{ stdout: string }>): Promise<number | undefined> => {
+          const c0 = cpuSeconds(tree);
+          const out = await run();
+          const c1 = cpuSeconds(tree);
+          const ip = parseIperf(out.stdout);
+          if (!ip.bytes) {
+            process.stderr.write(`${b.name} ${row}: ${ip.error}\n`);
+            return undefined;
+          }
+          add(`${row}_gbps`, ip.gbps!);
+          add(`${row}_cpu_s_per_GB`, (c1 - c0) / (ip.bytes / 1e9));
+          return ip.bytes;
+        };
         const stopIperf = FWD ? await containerIperfServer({ container } as Parameters<typeof containerIperfServer>[0]) : undefined;
         for (const row of ROWS) {
           if (row === 'fwd_in' || row === 'fwd_out') {
-            const c0 = cpuSeconds(tree);
-            const out = await lab.hostExec(iperfArgv('127.0.0.1', BENCH_PORTS.forwardHost, SECONDS, row === 'fwd_out'), { timeoutMs: (SECONDS + 30) * 1000 });
-            const c1 = cpuSeconds(tree);
-            const ip = parseIperf(out.stdout);
-            if (!ip.bytes) {
-              process.stderr.write(`${b.name} ${row}: ${ip.error}\n`);
-              continue;
-            }
-            add(`${row}_gbps`, ip.gbps!);
-            add(`${row}_cpu_s_per_GB`, (c1 - c0) / (ip.bytes / 1e9));
+            await iperfRow(row, () => lab.hostExec(iperfArgv('127.0.0.1', BENCH_PORTS.forwardHost, SECONDS, row === 'fwd_out'), { timeoutMs: (SECONDS + 30) * 1000 }));
             continue;
           }
           if (row === 'down' || row === 'up') {
             const f0 = await tapPackets(container);
             const t0 = threadCpuSeconds(nodePid);
-            const c0 = cpuSeconds(tree);
-            const out = await container.exec(iperfArgv(NET.server, PORTS.iperf, SECONDS, row === 'down'), { timeoutMs: (SECONDS + 30) * 1000 });
-            const c1 = cpuSeconds(tree);
+            const bytes = await iperfRow(row, () => container.exec(iperfArgv(NET.server, PORTS.iperf, SECONDS, row === 'down'), { timeoutMs: (SECONDS + 30) * 1000 }));
             const t1 = threadCpuSeconds(nodePid);
             const f1 = await tapPackets(container);
-            const ip = parseIperf(out.stdout);
-            if (!ip.bytes) {
-              process.stderr.write(`${b.name} ${row}: ${ip.error}\n`);
-              continue;
-            }
-            add(`${row}_gbps`, ip.gbps!);
-            add(`${row}_cpu_s_per_GB`, (c1 - c0) / (ip.bytes / 1e9));
-            add(`${row}_frames_to_guest_per_MB`, (f1.rx - f0.rx) / (ip.bytes / 1e6));
+            if (bytes === undefined) continue;
+            add(`${row}_frames_to_guest_per_MB`, (f1.rx - f0.rx) / (bytes / 1e6));
             // The main thread (event loop) apart from Node's helper threads (GC, libuv pool).
-            const gb = ip.bytes / 1e9;
+            const gb = bytes / 1e9;
             let others = 0;
             for (const [name, sec] of t1) if (name !== 'main') others += sec - (t0.get(name) ?? 0);
             add(`${row}_main_cpu_s_per_GB`, ((t1.get('main') ?? 0) - (t0.get('main') ?? 0)) / gb);
