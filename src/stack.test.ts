@@ -1,5 +1,7 @@
+import dgram from 'node:dgram';
 import { describe, expect, it } from 'vitest';
 import { Stack } from './stack.js';
+import { DnsForwarder } from './services/dns.js';
 import { planIpv4, DEFAULT_GATEWAY_MAC, type StackConfig } from './config.js';
 import { silentLogger } from './log.js';
 import { parseIpv4, Ipv4Packet, PROTO_ICMP } from './wire/ipv4.js';
@@ -13,13 +15,13 @@ const GW = parseIpv4('10.0.2.2');
 const DNS = parseIpv4('10.0.2.3');
 const WORLD = parseIpv4('203.0.113.10');
 
-function makeStack(over: Partial<StackConfig> = {}) {
+function makeStack(over: Partial<StackConfig> = {}, dns: DnsForwarder | null = null) {
   const writer = new RecordingWriter();
   const config: StackConfig = {
     ipv4: planIpv4('10.0.2.0/24'), ipv6: null, ipv4Enabled: true, mtu: 1500, guestMac: null,
     gatewayMac: DEFAULT_GATEWAY_MAC, disableHostLoopback: false, dnsUpstreams: [], disableDns: false, ...over,
   };
-  const stack = new Stack({ config, writer, log: silentLogger(), pingFactory: null, dns: null });
+  const stack = new Stack({ config, writer, log: silentLogger(), pingFactory: null, dns });
   return { stack, writer, feed: (f: Uint8Array) => stack.input(f, 0, f.length) };
 }
 
@@ -133,6 +135,45 @@ describe('Stack (frames in, frames out)', () => {
     const yiaddr = (dhcp[16] << 24 | dhcp[17] << 16 | dhcp[18] << 8 | dhcp[19]) >>> 0;
     expect(yiaddr).toBeGreaterThanOrEqual(parseIpv4('10.0.2.15'));
     expect(yiaddr).toBeLessThanOrEqual(parseIpv4('10.0.2.30'));
+    stack.close();
+  });
+
+  it('forwards a DNS query to the upstream, relays the answer and counts both in stats().dns', async () => {
+    // A loopback upstream that answers every query with 192.0.2.1.
+    const up = dgram.createSocket('udp4');
+    up.on('message', (m, r) => {
+      const a = Buffer.concat([m, Buffer.from([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1])]);
+      a[2] |= 0x80;
+      a[3] = 0x80;
+      a[7] = 1;
+      up.send(a, r.port, r.address);
+    });
+    await new Promise<void>((r) => up.bind(0, '127.0.0.1', r));
+    const dns = new DnsForwarder({ upstreams: [{ address: '127.0.0.1', port: up.address().port }], timeoutMs: 1000 });
+    const { stack, writer, feed } = makeStack({}, dns);
+    try {
+      const q = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 5, ...Buffer.from('world'), 4, ...Buffer.from('test'), 0, 0, 1, 0, 1];
+      feed(udpFrame(GUEST, DNS, 40000, 53, Uint8Array.from(q)));
+      for (let i = 0; i < 200 && writer.frames.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(writer.frames).toHaveLength(1);
+      const p = ip(writer.frames[0]);
+      expect(p.src).toBe(DNS);
+      expect(p.dst).toBe(GUEST);
+      const reply = writer.frames[0].subarray(p.payloadOff + 8);
+      expect([reply[0], reply[1]]).toEqual([0x12, 0x34]); // the guest's own id, not the upstream's
+      expect([...reply.subarray(reply.length - 4)]).toEqual([192, 0, 2, 1]);
+      const s = stack.stats() as { dns: Record<string, number> };
+      expect(s.dns).toMatchObject({ inFlight: 0, queries: 1, sent: 1, answered: 1, retries: 0, servfails: 0 });
+    } finally {
+      stack.close();
+      dns.close();
+      up.close();
+    }
+  });
+
+  it('reports dns: null in stats() when there is no forwarder', () => {
+    const { stack } = makeStack();
+    expect((stack.stats() as { dns: unknown }).dns).toBeNull();
     stack.close();
   });
 });

@@ -798,6 +798,7 @@ export class Stack {
       udp: { active: this.udp.active, ...this.udp.counters },
       icmp: this.ping ? { active: this.ping.active, ...this.ping.counters } : null,
       dhcp: this.dhcp.counters,
+      dns: this.dns ? { inFlight: this.dns.inFlight, ...this.dns.counters } : null,
       ipv6: this.v6
         ? {
           ...this.counters6,
