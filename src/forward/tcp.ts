@@ -6,8 +6,9 @@
  * (zero-copy, half-close and RST propagated; see native/splice.c). Target choice: the rule's
  * explicit guest address first when the API gave one; otherwise the netns loopback (127.0.0.1 /
  * ::1) first, then the guest address (bound as the local address, so it is only tried when it
- * really is local in the netns). So services bound to 0.0.0.0, to loopback only, or to the
- * container's own address are all reachable. Refused everywhere → the host client gets a RST.
+ * really is local in the netns), then the other family's loopback (::1 for an IPv4 rule). So
+ * services bound to 0.0.0.0, to loopback only (either family), or to the container's own address
+ * are all reachable. Refused everywhere → the host client gets a RST.
  *
  * Tap mode (--forward-mode tap): the accepted socket becomes a TcpFlow of the stack's TCP
  * endpoint; the guest sees a connection from the gateway (10.0.2.2) to its address, like
@@ -138,32 +139,34 @@ export class TcpForward {
   }
 
   /** Targets in order (see the header). */
-  private targets(): { address: string; bindLocal: boolean }[] {
+  private targets(): { family: 4 | 6; address: string; bindLocal: boolean }[] {
     const r = this.rule;
     const family = net.isIPv6(r.guestAddress) ? 6 : 4;
-    const lo = family === 6 ? '::1' : '127.0.0.1';
-    const guest = { address: r.guestAddress, bindLocal: true };
-    return r.guestAddressExplicit ? [guest, { address: lo, bindLocal: false }] : [{ address: lo, bindLocal: false }, guest];
+    const lo = { family, address: family === 6 ? '::1' : '127.0.0.1', bindLocal: false };
+    const guest = { family, address: r.guestAddress, bindLocal: true };
+    // Last, the other family's loopback: a service bound only to [::1] (or to 127.0.0.1 for an
+    // IPv6 rule) is reachable too, as with pasta.
+    const other = { family: (family === 6 ? 4 : 6) as 4 | 6, address: family === 6 ? '127.0.0.1' : '::1', bindLocal: false };
+    return r.guestAddressExplicit ? [guest, lo, other] : [lo, guest, other];
   }
 
   private async splice(sock: net.Socket): Promise<void> {
     const c = this.env.counters;
     const r = this.rule;
-    const family = net.isIPv6(r.guestAddress) ? 6 : 4;
     const peer = `${sock.remoteAddress}:${sock.remotePort}`;
     let fd = -1;
     let target = '';
     let lastErr: { code?: string; message: string } | null = null;
     for (const t of this.targets()) {
       try {
-        fd = await this.env.sockets.connectStream(family, t.address, r.guestPort, { bindLocal: t.bindLocal });
-        target = `${t.address}:${r.guestPort}`;
+        fd = await this.env.sockets.connectStream(t.family, t.address, r.guestPort, { bindLocal: t.bindLocal });
+        target = t.family === 6 ? `[${t.address}]:${r.guestPort}` : `${t.address}:${r.guestPort}`;
         break;
       } catch (e) {
         lastErr = e as Error & { code?: string };
         const code = lastErr.code;
         // Try the next target only when this one is not there; other errors are final.
-        if (code !== 'ECONNREFUSED' && code !== 'EADDRNOTAVAIL' && code !== 'ENETUNREACH' && code !== 'EHOSTUNREACH') break;
+        if (code !== 'ECONNREFUSED' && code !== 'EADDRNOTAVAIL' && code !== 'ENETUNREACH' && code !== 'EHOSTUNREACH' && code !== 'EAFNOSUPPORT') break;
       }
     }
     if (fd < 0) {

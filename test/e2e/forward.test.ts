@@ -55,12 +55,13 @@ describe.skipIf(!!reason)(titled('published ports reach services in the containe
     configure: true,
     extraArgs: [
       '-p', '18000:9000', '-p', '18001:9001', '-p', '18080:80', '-p', '18081:8081',
-      '-p', '15201:5201', '-p', '127.0.0.1:17007:7/udp', '-p', '18099:9999',
+      '-p', '15201:5201', '-p', '127.0.0.1:17007:7/udp', '-p', '18099:9999', '-p', '18082:8082',
     ],
   });
   beforeAll(async () => {
     await containerServers(lab(), ctr(), ['world', GUEST.configured]);
     await containerServers(lab(), ctr(), ['host-loopback', '127.0.0.1', '8081']);
+    await containerServers(lab(), ctr(), ['host-loopback', '::1', '8082']);
     lab().spawnTracked('ctr-iperf3', ['nsenter', '-t', String(ctr().pid), '-n', 'iperf3', '-s', '-p', '5201']);
     const up = await waitFor(async () => (await ctr().exec(['ss', '-Hltn', 'sport = :5201'])).stdout.trim() !== '', 5000);
     if (!up) throw new Error(`iperf3 did not start in the container:\n${lab().logs.get('ctr-iperf3')?.text()}`);
@@ -74,6 +75,11 @@ describe.skipIf(!!reason)(titled('published ports reach services in the containe
   it('serves curl from a server bound only to the container loopback', async () => {
     const r = await lab().hostExec(['curl', '-sS', '--max-time', '10', 'http://127.0.0.1:18081/']);
     expect(r.stdout, r.stderr).toBe(HOST_LOOPBACK_BODY);
+  });
+
+  it('serves curl from a server bound only to the container IPv6 loopback [::1]', async () => {
+    const r = await lab().hostExec(['curl', '-sS', '--max-time', '10', 'http://127.0.0.1:18082/']);
+    expect(r.stdout, r.stderr + stack().describe()).toBe(HOST_LOOPBACK_BODY);
   });
 
   it('listens on IPv6 too by default ([::1])', async () => {
