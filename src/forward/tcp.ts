@@ -141,7 +141,7 @@ export class TcpForward {
   /** Targets in order (see the header). */
   private targets(): { family: 4 | 6; address: string; bindLocal: boolean }[] {
     const r = this.rule;
-    const family = net.isIPv6(r.guestAddress) ? 6 : 4;
+    const family: 4 | 6 = net.isIPv6(r.guestAddress) ? 6 : 4;
     const lo = { family, address: family === 6 ? '::1' : '127.0.0.1', bindLocal: false };
     const guest = { family, address: r.guestAddress, bindLocal: true };
     // Last, the other family's loopback: a service bound only to [::1] (or to 127.0.0.1 for an
