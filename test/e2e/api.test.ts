@@ -2,7 +2,6 @@
 // (slirp4netns-compatible JSON): adds TCP and UDP forwards, lists them, removes one (its listener
 // closes, the others keep working), gets every documented error, and reads live counters and flows.
 import { statSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { WORLD_HTTP_BODY } from '../lab/data.js';
@@ -10,23 +9,9 @@ import { GUEST, REPO, UNPRIV_UID } from '../lab/lab.js';
 import { skipReason, slipwayOnly, titled, useLab, useStack } from '../lab/scenario.js';
 import { waitFor } from '../lab/exec.js';
 import { containerServers } from '../lab/container-servers.js';
+import { apiCall as api, apiJson } from '../lab/api.js';
 
 const reason = skipReason(['curl', 'socat']) ?? slipwayOnly();
-
-/** One request, slirp4netns style: write, shut down the write side, read the answer until close. */
-function api(path: string, body: string | object): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(path, () => s.end(typeof body === 'string' ? body : JSON.stringify(body)));
-    let out = '';
-    s.on('data', (b: Buffer) => (out += b.toString()));
-    s.on('close', () => resolve(out));
-    s.on('error', reject);
-  });
-}
-
-async function apiJson(path: string, body: string | object): Promise<Record<string, any>> {
-  return JSON.parse(await api(path, body)) as Record<string, any>;
-}
 
 describe.skipIf(!!reason)(titled('the control API adds, lists and removes forwards at run time', reason), () => {
   const lab = useLab('api');

@@ -3,12 +3,12 @@
 // everything still works: 32 MiB up and down arrive intact (equal sha256), DNS and HTTP answer,
 // slipway stays up. The fault counters must be non-zero, so the test cannot pass with the
 // faults silently off; the stack's own counters show the recovery (retransmits, bad checksums).
-import net from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WORLD_HTTP_BODY } from '../lab/data.js';
 import { GUEST, NET, PORTS } from '../lab/lab.js';
 import { skipReason, slipwayOnly, titled, useLab, useStack } from '../lab/scenario.js';
+import { getStats } from '../lab/api.js';
 
 const MIB = 1024 * 1024;
 const BYTES = 32 * MIB;
@@ -19,22 +19,6 @@ const FAULTS = [
 ].join(',');
 
 const reason = skipReason(['curl', 'dig']) ?? slipwayOnly();
-
-function getStats(path: string): Promise<Record<string, any>> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(path, () => s.end(JSON.stringify({ execute: 'get_stats' })));
-    let out = '';
-    s.on('data', (b: Buffer) => (out += b.toString()));
-    s.on('close', () => {
-      try {
-        resolve((JSON.parse(out) as { return: Record<string, any> }).return);
-      } catch (e) {
-        reject(new Error(`get_stats: ${(e as Error).message}: ${out}`));
-      }
-    });
-    s.on('error', reject);
-  });
-}
 
 function parseResult(stdout: string, stderr: string): Record<string, any> {
   const line = stdout.trim().split('\n').pop() ?? '';

@@ -5,12 +5,12 @@
 // intact over IPv6; --disable-host-loopback refuses fd00::2; malformed IPv6 frames are dropped and
 // counted by reason without a crash; --ipv6-only serves IPv6 alone.
 // slipway-specific: slirp4netns needs --enable-ipv6 and has no --ipv6-only.
-import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOST_LOOPBACK_BODY, WORLD_HTTP_BODY } from '../lab/data.js';
 import { NET, PORTS, REPO, type Container, type Stack } from '../lab/lab.js';
 import { skipReason, slipwayOnly, titled, useLab } from '../lab/scenario.js';
+import { getStats } from '../lab/api.js';
 
 const GW6 = 'fd00::2';
 const DNS6 = 'fd00::3';
@@ -27,23 +27,6 @@ function shutdownStats(stack: Stack): { drops: Record<string, number>; ipv6: Rec
     return (JSON.parse(line) as { stats: { drops: Record<string, number>; ipv6: Record<string, unknown> } }).stats;
   }
   throw new Error(`no shutdown stats in the log:\n${stack.describe()}`);
-}
-
-/** The stats the running slipway reports on its API socket (get_stats). */
-function liveStats(path: string): Promise<{ frames: Record<string, number>; dns: Record<string, number> }> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(path, () => s.end(JSON.stringify({ execute: 'get_stats' })));
-    let out = '';
-    s.on('data', (b: Buffer) => (out += b.toString()));
-    s.on('close', () => {
-      try {
-        resolve(JSON.parse(out).return);
-      } catch (e) {
-        reject(new Error(`get_stats: ${(e as Error).message}: ${out}`));
-      }
-    });
-    s.on('error', reject);
-  });
 }
 
 function bulkResult(stdout: string, stderr: string): { bytes: number; local: string; remote?: string; remoteBytes?: number; expected?: string; gbps: number } {
@@ -101,9 +84,9 @@ describe.skipIf(!!reason)(titled('IPv6: SLAAC, gateway, host ::1 and dual-stack 
   });
 
   it('resolves world.test AAAA through the forwarder at fd00::3, over UDP and TCP', async () => {
-    const before = await liveStats(apiSock);
+    const before = await getStats(apiSock);
     const u = await ctr.exec(['dig', '+short', '+time=2', '+tries=2', `@${DNS6}`, NET.worldName, 'AAAA']);
-    const after = await liveStats(apiSock);
+    const after = await getStats(apiSock);
     const lines = u.stdout.trim().split('\n');
     const delta = (k: string): number => after.dns[k] - before.dns[k];
     const counters = `dns counters during the dig: ${JSON.stringify(Object.fromEntries(Object.keys(after.dns).map((k) => [k, delta(k)])))}, tap tx dropped ${after.frames.txDropped - before.frames.txDropped}\n${u.stderr}`;
