@@ -40,7 +40,7 @@ const add = (name: string, fn: () => void): void => {
 };
 
 // --- checksum ------------------------------------------------------------------------------
-for (const size of [1500, 65536]) {
+for (const size of [20, 60, 1500, 65536]) {
   const buf = pattern(size);
   let sink = 0;
   add(`csum native ${size} B`, () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checksum, finish, fold, partialSum, pseudoSum4, tsPartialSum } from './checksum.js';
+import { checksum, finish, fold, partialSum, pseudoSum4, setPartialSum, tsPartialSum } from './checksum.js';
 import { EthernetFrame, ETHERTYPE_IPV4, formatMac, parseMac } from './ethernet.js';
 import { Ipv4Packet, formatIpv4, parseIpv4, PROTO_TCP, PROTO_UDP } from './ipv4.js';
 import { TcpSegment, SYN, ACK, seqLt, seqAdd, seqDiff, type TcpOptions } from './tcp.js';
@@ -23,6 +23,22 @@ describe('checksum', () => {
   });
   it('pseudo-header sum folds', () => {
     expect(pseudoSum4(0xffffffff, 0xffffffff, 6, 0xffff)).toBeLessThanOrEqual(0xffff);
+  });
+  it('sums short ranges in TS and hands long ones to the installed implementation, same results', () => {
+    const lens: number[] = [];
+    setPartialSum((buf, off, len, initial) => {
+      lens.push(len);
+      return tsPartialSum(buf, off, len, initial);
+    });
+    try {
+      const b = Uint8Array.from({ length: 300 }, (_, i) => (i * 131 + 7) & 0xff);
+      for (const len of [0, 1, 19, 20, 63, 64, 65, 200]) {
+        expect(partialSum(b, 3, len, 0xfff0), `len ${len}`).toBe(tsPartialSum(b, 3, len, 0xfff0));
+      }
+      expect(lens).toEqual([64, 65, 200]);
+    } finally {
+      setPartialSum(tsPartialSum);
+    }
   });
 });
 
