@@ -468,6 +468,30 @@ describe('guest → host data', () => {
   });
 });
 
+describe('guest → host slab copies', () => {
+  // 8192 counted in excess sent the old code to a negative offset (a RangeError that killed
+  // slipway); 4202 (10 bytes past the slab) made it copy 10 bytes of TCP header into the stream.
+  it.each([8192, 4202])('copies afresh, never with a negative room, when the slab looks over-full (stale accounting: +%i)', (excess) => {
+    const { env, table } = make({ bufferLimit: 8192 });
+    const { flow, sock, iss } = open(env, table, { mss: 1460 }); // no scaling: window fields are bytes
+    sock.hold = true;
+    const stream = bytes(6000, 5);
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1, ack: u32(iss + 1), flags: ACK, data: stream.subarray(0, 1000) }));
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1001, ack: u32(iss + 1), flags: ACK, data: stream.subarray(1000, 4000) }));
+    table.flushAcks();
+    expect(env.take().map((o) => o.window)).toEqual([4192]); // the guest may send 4192 more
+    // The state a fresh copy in flight plus write callbacks lagging behind their completions can
+    // leave (released slab runs still counted): more "in use" than the slab holds.
+    const f = flow as unknown as { slabPending: number; freshPending: number };
+    f.slabPending += excess;
+    f.freshPending += 1;
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 4001, ack: u32(iss + 1), flags: ACK | PSH, data: stream.subarray(4000, 6000) }));
+    expect(() => table.flushAcks()).not.toThrow();
+    sock.release();
+    expect(sock.bytes.equals(stream)).toBe(true);
+  });
+});
+
 describe('guest → host direct socket writes', () => {
   /** A FakeSocket with an fd, and an env whose writeSlices takes at most `budget` bytes. */
   function direct(budget: { n: number }, bufferLimit = 8192) {

@@ -990,7 +990,9 @@ export class TcpFlow implements TcpEndpoints {
         used = this.slabInUse();
       }
       const head = this.slabHead;
-      const room = head - used >= 0 ? cap - head : cap - used;
+      // `used` is an upper bound and can exceed the slab (runs already written whose callbacks
+      // have not come yet are counted while a fresh copy is in flight): no room then, never less.
+      const room = head - used >= 0 ? cap - head : used < cap ? cap - used : 0;
       if (room === 0) {
         // Beyond what we advertised (never for a guest honouring the window): a fresh copy.
         this.endRun(sock);
