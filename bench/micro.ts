@@ -144,7 +144,7 @@ for (const mtu of [1500, 65520]) {
     connect: () => sock as unknown as import('node:net').Socket,
     unreachable: () => {},
     closed: () => {},
-    log: { debug() {}, info() {}, warn() {} },
+    log: { debug() {}, info() {}, warn() {}, error() {} },
   };
   const table = new TcpFlowTable(env, { mtu });
   const guestIsn = 1000;

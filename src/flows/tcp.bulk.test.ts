@@ -80,7 +80,7 @@ async function connect(port: number, bufferLimit: number): Promise<Guest> {
     connect: () => net.connect({ host: '127.0.0.1', port }),
     unreachable: () => {},
     closed: () => {},
-    log: { debug() {}, info() {}, warn() {} },
+    log: { debug() {}, info() {}, warn() {}, error() {} },
   };
   g.guestSeq = ISN + 1;
   g.env = env;

@@ -75,7 +75,7 @@ class FakeEnv implements TcpFlowEnv {
   closedFlows: TcpFlow[] = [];
   onClosed: (() => void) | null = null;
   connectImpl: (flow: TcpFlow) => net.Socket | null = () => null;
-  log = { debug: () => {}, info: () => {}, warn: () => {} };
+  log = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
   emit(
     flow: TcpEndpoints, flags: number, seq: number, ack: number, window: number,
     payload: Uint8Array | null, off: number, len: number, synOpts?: { mss: number; wscale: number },
@@ -489,6 +489,28 @@ describe('guest → host slab copies', () => {
     expect(() => table.flushAcks()).not.toThrow();
     sock.release();
     expect(sock.bytes.equals(stream)).toBe(true);
+  });
+});
+
+describe('internal errors', () => {
+  it('resets only the flow whose event threw, counts it, and the table keeps working', () => {
+    const { env, table } = make();
+    const { sock, iss } = open(env, table);
+    sock.write = () => {
+      throw new Error('boom (a bug on the host side)');
+    };
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1, ack: u32(iss + 1), flags: ACK | PSH, data: bytes(100) }));
+    expect(() => table.flushAcks()).not.toThrow();
+    expect(env.take().map((o) => o.flags)).toEqual([RST | ACK]);
+    expect(sock.resetCalled || sock.destroyed).toBe(true);
+    expect(table.stats().internalErrors).toBe(1);
+    expect(table.stats().active).toBe(0);
+    // The same 4-tuple, a new connection: served normally.
+    const again = open(env, table);
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1, ack: u32(again.iss + 1), flags: ACK | PSH, data: bytes(50) }));
+    table.flushAcks();
+    expect(again.sock.bytes).toEqual(bytes(50));
+    expect(table.stats().internalErrors).toBe(1);
   });
 });
 

@@ -130,6 +130,7 @@ export interface TcpLog {
   debug(obj: object, msg?: string): void;
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
 }
 
 export interface TcpFlowEnv {
@@ -234,6 +235,11 @@ export interface TcpCounters {
   directBytes: number;
   /** Guest → host payload bytes copied (the socket had a backlog or took only part). */
   copiedBytes: number;
+  /**
+   * Flows reset because handling one of their events threw (a bug in slipway: logged with the
+   * stack); the other flows and the process carry on.
+   */
+  internalErrors: number;
 }
 
 /** Flow states. Half-closes are flags on ESTABLISHED (see `stateName` for the RFC names). */
@@ -1293,6 +1299,14 @@ export class TcpFlow implements TcpEndpoints {
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.state === TcpState.CLOSED) return;
+    try {
+      this.hostData(chunk);
+    } catch (e) {
+      this.table.internalError(this, e, 'host data');
+    }
+  };
+
+  private hostData(chunk: Buffer): void {
     this.active = true;
     this.queue.push(chunk);
     // The peer's EOF came with this data (native sockets): the FIN rides on the last segment.
@@ -1301,7 +1315,7 @@ export class TcpFlow implements TcpEndpoints {
       this.pauseHost();
     }
     this.sendData(Infinity);
-  };
+  }
 
   private readonly onEnd = (): void => {
     if (this.state === TcpState.CLOSED) return;
@@ -1412,6 +1426,16 @@ export class TcpFlow implements TcpEndpoints {
     this.finish();
   }
 
+  /** After an abort that threw: drop the host socket and the table entry whatever the state. */
+  forceClose(): void {
+    try {
+      this.socket?.destroy();
+    } catch {
+      /* already broken */
+    }
+    this.finish();
+  }
+
   private finish(): void {
     if (this.state === TcpState.CLOSED) return;
     this.state = TcpState.CLOSED;
@@ -1433,7 +1457,7 @@ export class TcpFlowTable {
   readonly config: TcpConfig;
   readonly counters: TcpCounters = {
     opened: 0, refused: 0, unreachable: 0, resets: 0, resetsReceived: 0, retransmits: 0,
-    droppedOutOfOrder: 0, outOfOrderHeld: 0, rejectedFull: 0, timeouts: 0, directBytes: 0, copiedBytes: 0,
+    droppedOutOfOrder: 0, outOfOrderHeld: 0, rejectedFull: 0, timeouts: 0, directBytes: 0, copiedBytes: 0, internalErrors: 0,
   };
   /** Reused option objects (no allocation per segment). */
   readonly synScratch: TcpSynOptions = { mss: 0, wscale: 0 };
@@ -1527,7 +1551,11 @@ export class TcpFlowTable {
     const flow = this.lookup(family, src, seg.srcPort, dst, seg.dstPort);
     const flags = seg.flags;
     if (flow !== undefined) {
-      flow.input(seg);
+      try {
+        flow.input(seg);
+      } catch (e) {
+        this.internalError(flow, e, 'guest segment');
+      }
       return;
     }
     if (this.timeWait.size > 0) {
@@ -1551,7 +1579,27 @@ export class TcpFlowTable {
       return;
     }
     const f = this.add(family, src, seg.srcPort, dst, seg.dstPort, TcpState.CONNECTING);
-    f.passiveOpen(seg, seg.options(this.optScratch));
+    try {
+      f.passiveOpen(seg, seg.options(this.optScratch));
+    } catch (e) {
+      this.internalError(f, e, 'guest SYN');
+    }
+  }
+
+  /**
+   * Handling an event of `flow` threw: a bug, not bad input (that is counted and dropped where
+   * it is parsed). Log it with the stack, reset that connection both ways, keep the rest going:
+   * one broken flow must not take the container's whole network down.
+   */
+  internalError(flow: TcpFlow, err: unknown, during: string): void {
+    this.counters.internalErrors++;
+    const e = err as Error;
+    this.env.log.error({ flow: flow.key, during, err: e?.message, stack: e?.stack }, 'tcp: internal error, connection reset');
+    try {
+      flow.abort(true, true);
+    } catch {
+      flow.forceClose();
+    }
   }
 
   /**
@@ -1575,7 +1623,13 @@ export class TcpFlowTable {
   /** Send the ACKs (and host writes) a batch of guest segments made due. */
   flushAcks(): void {
     const d = this.dirty;
-    for (let i = 0; i < d.length; i++) d[i].flush();
+    for (let i = 0; i < d.length; i++) {
+      try {
+        d[i].flush();
+      } catch (e) {
+        this.internalError(d[i], e, 'batch end');
+      }
+    }
     d.length = 0;
   }
 
