@@ -160,3 +160,15 @@ export function procComm(pid: number): string | undefined {
 
 export type { ChildProcess, SpawnOptions };
 export { spawn };
+
+/**
+ * `dig +short` output split into the answer (the last line) and the tries that timed out: dig
+ * prints ";; communications error to … timed out" on stdout for each try it had to repeat.
+ * `other` holds any line that is neither (it should stay empty).
+ */
+export function digShort(stdout: string): { answer: string; timedOut: number; other: string[] } {
+  const lines = stdout.trim().split('\n');
+  const answer = lines.pop() ?? '';
+  const timedOut = lines.filter((l) => l.startsWith(';; communications error')).length;
+  return { answer, timedOut, other: lines.filter((l) => !l.startsWith(';; communications error')) };
+}
