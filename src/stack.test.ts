@@ -171,6 +171,26 @@ describe('Stack (frames in, frames out)', () => {
     }
   });
 
+  it('drops and counts a frame whose handling throws, and handles the frames after it', () => {
+    const { stack, writer } = makeStack();
+    const arp = (stack as unknown as { arp: { input: (...a: unknown[]) => void } }).arp;
+    const real = arp.input.bind(arp);
+    let calls = 0;
+    arp.input = (...a: unknown[]) => {
+      if (calls++ === 0) throw new Error('boom (a bug)');
+      real(...a);
+    };
+    const f = arpRequestFrame(GUEST, GW);
+    const size = 128;
+    const ring = new Uint8Array(2 * size);
+    ring.set(f, 0);
+    ring.set(f, size);
+    expect(() => stack.onFrames(ring, size, Int32Array.from([f.length, f.length]), 2)).not.toThrow();
+    expect(stack.counters.drops['internal-error']).toBe(1);
+    expect(writer.frames).toHaveLength(1); // the second request was answered
+    stack.close();
+  });
+
   it('reports dns: null in stats() when there is no forwarder', () => {
     const { stack } = makeStack();
     expect((stack.stats() as { dns: unknown }).dns).toBeNull();

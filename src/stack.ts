@@ -130,7 +130,9 @@ export type DropReason =
   | 'ipv4-truncated' | 'ipv4-version' | 'ipv4-ihl' | 'ipv4-length' | 'ipv4-checksum'
   | 'ipv4-source' | 'fragment-pending' | 'fragment-dropped' | 'ttl' | 'broadcast' | 'protocol'
   | 'udp-malformed' | 'udp-checksum' | 'tcp-malformed' | 'tcp-checksum' | 'icmp-malformed' | 'icmp-checksum'
-  | 'icmp-type' | 'virtual-host' | 'host-loopback-disabled' | 'dns-disabled';
+  | 'icmp-type' | 'virtual-host' | 'host-loopback-disabled' | 'dns-disabled'
+  /** Handling the frame threw: a bug in slipway (logged at error level with the stack). */
+  | 'internal-error';
 
 /** Largest TCP payload in one super-frame: an IPv4 datagram's 65535 bytes less IP and TCP headers. */
 const GSO_MAX_PAYLOAD = 65535 - 20 - 20;
@@ -299,7 +301,11 @@ export class Stack {
         // With a vnet header, the guest kernel tells us when the L4 checksum is partial (to be
         // completed by "hardware": us, and we need not) or already verified.
         this.l4ChecksumTrusted = vnet !== null && (vnet[i * VNET_HDR_LEN] & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID)) !== 0;
-        this.input(ring, i * slotSize, lengths[i]);
+        try {
+          this.input(ring, i * slotSize, lengths[i]);
+        } catch (e) {
+          this.internalError(e);
+        }
       }
     } finally {
       this.l4ChecksumTrusted = false;
@@ -326,6 +332,16 @@ export class Stack {
         return this.ipv6(buf, eth.payloadOff, eth.payloadLen, off + 6);
       default:
         return this.drop('ethertype');
+    }
+  }
+
+  /** A frame whose handling threw: count it as dropped, log the first ones, go on with the rest. */
+  private internalError(err: unknown): void {
+    this.drop('internal-error');
+    const n = this.counters.drops['internal-error'] ?? 0;
+    if (n <= 10 || (n & (n - 1)) === 0) {
+      const e = err as Error;
+      this.log.error({ err: e?.message, stack: e?.stack, count: n }, 'internal error while handling a frame from the container (dropped; please report)');
     }
   }
 
