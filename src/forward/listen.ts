@@ -14,9 +14,14 @@ export interface ListenAddress {
   ipv6Only: boolean;
 }
 
+/** `127.0.0.1:8080`, `[::1]:53`. */
+export function hostPort(address: string, port: number): string {
+  return `${address.includes(':') ? `[${address}]` : address}:${port}`;
+}
+
 /** `tcp 127.0.0.1:8080`, `udp [::1]:53`. */
 export function describeEndpoint(proto: 'tcp' | 'udp', address: string, port: number): string {
-  return `${proto} ${address.includes(':') ? `[${address}]` : address}:${port}`;
+  return `${proto} ${hostPort(address, port)}`;
 }
 
 /** net.ipv4.ip_unprivileged_port_start of the current netns (1024 when unreadable). */

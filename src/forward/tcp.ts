@@ -19,7 +19,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { SpliceRelay, dupFd, resetClose, type SpliceRelay as SpliceRelayHandle } from '../native.js';
 import { NetnsSockets } from './netnsSockets.js';
-import { describeEndpoint, listenAddresses, listenTcp, noIpv6 } from './listen.js';
+import { describeEndpoint, hostPort, listenAddresses, listenTcp, noIpv6 } from './listen.js';
 import type { ForwardCounters, ForwardRule } from './rule.js';
 
 /** A live tap-mode forwarded connection. */
@@ -160,7 +160,7 @@ export class TcpForward {
     for (const t of this.targets()) {
       try {
         fd = await this.env.sockets.connectStream(t.family, t.address, r.guestPort, { bindLocal: t.bindLocal });
-        target = t.family === 6 ? `[${t.address}]:${r.guestPort}` : `${t.address}:${r.guestPort}`;
+        target = hostPort(t.address, r.guestPort);
         break;
       } catch (e) {
         lastErr = e as Error & { code?: string };
