@@ -5,9 +5,9 @@
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import * as net from 'node:net';
 import { Container, Lab, NET, REPO, Stack, UNPRIV_UID, type StackAddresses, type StackKind } from '../test/lab/lab.js';
 import { descendants, run, runOk, sleep, waitFor, type RunResult } from '../test/lab/exec.js';
+import { apiCall } from '../test/lab/api.js';
 
 export const BENCH_PORTS = {
   /** iperf3 in the host netns on 127.0.0.1 (reached through the stack's gateway address). */
@@ -264,7 +264,7 @@ export async function launch(lab: Lab, kind: StackKind, o: LaunchOptions): Promi
         const resp = await apiCall(join(dir, 'api.sock'), {
           execute: 'add_hostfwd',
           arguments: { proto: 'tcp', host_addr: '127.0.0.1', host_port: BENCH_PORTS.forwardHost, guest_port: BENCH_PORTS.containerIperf },
-        });
+        }, { timeoutMs: 5000 });
         if (/"error"/.test(resp)) s.forward = { ok: false, error: `add_hostfwd: ${resp.trim()}` };
         else s.forward = { ok: true };
       } catch (e) {
@@ -275,22 +275,6 @@ export async function launch(lab: Lab, kind: StackKind, o: LaunchOptions): Promi
     }
   }
   return s;
-}
-
-/** One request on slirp4netns' API socket. */
-function apiCall(path: string, req: object): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const c = net.connect(path);
-    let out = '';
-    c.on('data', (b) => (out += b.toString('utf8')));
-    c.on('end', () => resolve(out));
-    c.on('error', reject);
-    c.setTimeout(5000, () => {
-      c.destroy();
-      reject(new Error('timeout'));
-    });
-    c.on('connect', () => c.end(JSON.stringify(req)));
-  });
 }
 
 export async function endSession(s: Session): Promise<void> {

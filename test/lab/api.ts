@@ -2,13 +2,19 @@
 // read the answer until the server closes).
 import net from 'node:net';
 
-export function apiCall(path: string, body: string | object): Promise<string> {
+export function apiCall(path: string, body: string | object, opts: { timeoutMs?: number } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = net.connect(path, () => s.end(typeof body === 'string' ? body : JSON.stringify(body)));
     let out = '';
     s.on('data', (b: Buffer) => (out += b.toString()));
     s.on('close', () => resolve(out));
     s.on('error', reject);
+    if (opts.timeoutMs !== undefined) {
+      s.setTimeout(opts.timeoutMs, () => {
+        reject(new Error('timeout'));
+        s.destroy();
+      });
+    }
   });
 }
 
