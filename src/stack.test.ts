@@ -2,6 +2,7 @@ import dgram from 'node:dgram';
 import { describe, expect, it } from 'vitest';
 import { Stack } from './stack.js';
 import { DnsForwarder } from './services/dns.js';
+import { answer, buildQuery } from './testing/dns.js';
 import { planIpv4, DEFAULT_GATEWAY_MAC, type StackConfig } from './config.js';
 import { silentLogger } from './log.js';
 import { parseIpv4, Ipv4Packet, PROTO_ICMP } from './wire/ipv4.js';
@@ -141,19 +142,12 @@ describe('Stack (frames in, frames out)', () => {
   it('forwards a DNS query to the upstream, relays the answer and counts both in stats().dns', async () => {
     // A loopback upstream that answers every query with 192.0.2.1.
     const up = dgram.createSocket('udp4');
-    up.on('message', (m, r) => {
-      const a = Buffer.concat([m, Buffer.from([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1])]);
-      a[2] |= 0x80;
-      a[3] = 0x80;
-      a[7] = 1;
-      up.send(a, r.port, r.address);
-    });
+    up.on('message', (m, r) => up.send(answer(m, [192, 0, 2, 1]), r.port, r.address));
     await new Promise<void>((r) => up.bind(0, '127.0.0.1', r));
     const dns = new DnsForwarder({ upstreams: [{ address: '127.0.0.1', port: up.address().port }], timeoutMs: 1000 });
     const { stack, writer, feed } = makeStack({}, dns);
     try {
-      const q = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 5, ...Buffer.from('world'), 4, ...Buffer.from('test'), 0, 0, 1, 0, 1];
-      feed(udpFrame(GUEST, DNS, 40000, 53, Uint8Array.from(q)));
+      feed(udpFrame(GUEST, DNS, 40000, 53, buildQuery(0x1234, 'world.test')));
       for (let i = 0; i < 200 && writer.frames.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
       expect(writer.frames).toHaveLength(1);
       const p = ip(writer.frames[0]);

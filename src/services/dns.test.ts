@@ -5,22 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DnsMessage, DnsRcode } from '../wire/dns.js';
 import { DnsForwarder, parseResolvConf, readResolvConf, type DnsForwarderOptions } from './dns.js';
-
-function buildQuery(id: number, name: string, qtype = 1): Uint8Array {
-  const bytes = [id >> 8, id & 0xff, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-  for (const l of name.split('.').filter(Boolean)) bytes.push(l.length, ...Buffer.from(l));
-  bytes.push(0, qtype >> 8, qtype & 0xff, 0, 1);
-  return Uint8Array.from(bytes);
-}
-
-/** Answer `query` with one A record: the address is derived from the name so tests can check it. */
-function answer(query: Buffer, address: number[], rcode = 0): Buffer {
-  const out = Buffer.concat([query, Buffer.from([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, ...address])]);
-  out[2] |= 0x80; // QR
-  out[3] = 0x80 | rcode; // RA
-  out[7] = rcode === 0 ? 1 : 0; // ancount
-  return rcode === 0 ? out : out.subarray(0, query.length);
-}
+import { answer, buildQuery } from '../testing/dns.js';
 
 type Behaviour = (msg: Buffer, rinfo: dgram.RemoteInfo, sock: dgram.Socket) => void;
 
