@@ -125,7 +125,7 @@ async function main(): Promise<void> {
           add(`${row}_cpu_s_per_GB`, (c1 - c0) / (ip.bytes / 1e9));
           return ip.bytes;
         };
-        const stopIperf = FWD ? await containerIperfServer({ container } as Parameters<typeof containerIperfServer>[0]) : undefined;
+        const stopIperf = FWD ? await containerIperfServer(container) : undefined;
         for (const row of ROWS) {
           if (row === 'fwd_in' || row === 'fwd_out') {
             await iperfRow(row, () => lab.hostExec(iperfArgv('127.0.0.1', BENCH_PORTS.forwardHost, SECONDS, row === 'fwd_out'), { timeoutMs: (SECONDS + 30) * 1000 }));

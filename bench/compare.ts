@@ -232,7 +232,7 @@ async function benchRound(lab: Lab, kind: StackKind, mtu: number, rrBin: string)
     } else if (s.stack.alive()) {
       let stopServer: (() => void) | undefined;
       try {
-        stopServer = await containerIperfServer(s);
+        stopServer = await containerIperfServer(s.container);
         for (const [id, reverse] of [['fwd_in', false], ['fwd_out', true]] as const) {
           log(`  ${kind} MTU ${mtu}: ${id}`);
           const r = await loadRow(s, 'host', '127.0.0.1', BENCH_PORTS.forwardHost, SECONDS, reverse);

@@ -404,11 +404,11 @@ export async function loadRow(
 }
 
 /** An iperf3 server owned by the lab, in the container netns; resolves once it listens. */
-export async function containerIperfServer(s: Session): Promise<() => void> {
-  const child = s.container.lab.spawnTracked(`iperf3-ctr-${s.container.pid}`, [
-    'nsenter', '-t', String(s.container.pid), '-n', 'iperf3', '-s', '-p', String(BENCH_PORTS.containerIperf),
+export async function containerIperfServer(container: Container): Promise<() => void> {
+  const child = container.lab.spawnTracked(`iperf3-ctr-${container.pid}`, [
+    'nsenter', '-t', String(container.pid), '-n', 'iperf3', '-s', '-p', String(BENCH_PORTS.containerIperf),
   ]);
-  const ok = await waitFor(async () => (await s.container.exec(['ss', '-Hltn', `sport = :${BENCH_PORTS.containerIperf}`])).stdout.trim() !== '', 5000);
+  const ok = await waitFor(async () => (await container.exec(['ss', '-Hltn', `sport = :${BENCH_PORTS.containerIperf}`])).stdout.trim() !== '', 5000);
   if (!ok) throw new Error('iperf3 server in the container did not start');
   return () => child.kill('SIGKILL');
 }
