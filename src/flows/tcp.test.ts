@@ -487,6 +487,7 @@ describe('guest → host slab copies', () => {
     f.freshPending += 1;
     table.input(4, GUEST, REMOTE, seg({ seq: ISN + 4001, ack: u32(iss + 1), flags: ACK | PSH, data: stream.subarray(4000, 6000) }));
     expect(() => table.flushAcks()).not.toThrow();
+    expect(table.counters.freshBytes).toBeGreaterThan(0);
     sock.release();
     expect(sock.bytes.equals(stream)).toBe(true);
   });

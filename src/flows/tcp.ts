@@ -236,6 +236,11 @@ export interface TcpCounters {
   /** Guest → host payload bytes copied (the socket had a backlog or took only part). */
   copiedBytes: number;
   /**
+   * Of those, bytes copied into a buffer of their own (an allocation per write) because the slab
+   * looked full: its in-use estimate still counted runs the kernel had already taken.
+   */
+  freshBytes: number;
+  /**
    * Flows reset because handling one of their events threw (a bug in slipway: logged with the
    * stack); the other flows and the process carry on.
    */
@@ -1003,6 +1008,7 @@ export class TcpFlow implements TcpEndpoints {
         // Beyond what we advertised (never for a guest honouring the window): a fresh copy.
         this.endRun(sock);
         this.freshPending++;
+        this.table.counters.freshBytes += len;
         sock.write(Buffer.copyBytesFrom(buf, off, len), this.onFreshWritten);
         return;
       }
@@ -1457,7 +1463,7 @@ export class TcpFlowTable {
   readonly config: TcpConfig;
   readonly counters: TcpCounters = {
     opened: 0, refused: 0, unreachable: 0, resets: 0, resetsReceived: 0, retransmits: 0,
-    droppedOutOfOrder: 0, outOfOrderHeld: 0, rejectedFull: 0, timeouts: 0, directBytes: 0, copiedBytes: 0, internalErrors: 0,
+    droppedOutOfOrder: 0, outOfOrderHeld: 0, rejectedFull: 0, timeouts: 0, directBytes: 0, copiedBytes: 0, freshBytes: 0, internalErrors: 0,
   };
   /** Reused option objects (no allocation per segment). */
   readonly synScratch: TcpSynOptions = { mss: 0, wscale: 0 };
