@@ -69,6 +69,7 @@ import { VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_HDR_LEN } from './wire/vnet.
 import { TcpFlowTable, type HostSide, type TcpFlow, type TcpFlowEnv } from './flows/tcp.js';
 import { dropReadPool, HostSocket } from './flows/hostSocket.js';
 import { writeSlices } from './native.js';
+import { reportInternalError } from './internalError.js';
 import { DhcpServer } from './services/dhcp.js';
 import type { DnsForwarder } from './services/dns.js';
 
@@ -338,12 +339,11 @@ export class Stack {
   /** A frame whose handling threw: count it as dropped, log the first ones, go on with the rest. */
   private internalError(err: unknown): void {
     this.drop('internal-error');
-    const n = this.counters.drops['internal-error'] ?? 0;
-    if (n <= 10 || (n & (n - 1)) === 0) {
-      const e = err as Error;
-      this.log.error({ err: e?.message, stack: e?.stack, count: n }, 'internal error while handling a frame from the container (dropped; please report)');
-    }
+    reportInternalError(this.log, this.frameErrors, 'a frame from the container', err);
   }
+
+  /** Frames dropped because handling them threw (also `drops['internal-error']`). */
+  private readonly frameErrors = { internalErrors: 0 };
 
   private drop(reason: DropReason): void {
     const d = this.counters.drops;

@@ -175,6 +175,24 @@ describe('HostSocket (native host side of a TCP flow)', () => {
     srv2.close();
   });
 
+  it('ends with an error marked internal when a handler throws, and the process goes on', async () => {
+    const srv = await listen((c) => {
+      c.on('error', () => {});
+      c.write('hello');
+    });
+    const s = new HostSocket(4, '127.0.0.1', portOf(srv), null);
+    const err = await new Promise<NodeJS.ErrnoException & { internal?: boolean }>((resolve) => {
+      s.on('data', () => {
+        throw new Error('boom (a bug in a data handler)');
+      });
+      s.on('error', resolve);
+    });
+    expect(err.internal).toBe(true);
+    expect(err.message).toContain('boom');
+    expect(s.destroyed).toBe(true);
+    srv.close();
+  });
+
   it('reports an unusable address asynchronously, like net.connect', async () => {
     const s = new HostSocket(4, '127.0.0.1', 9, '192.0.2.77'); // bind to an address we do not have
     const w = watch(s);

@@ -156,7 +156,31 @@ export class HostSocket implements HostSide {
     return this; // TCP_NODELAY is set natively
   }
 
+  // The two entry points from the native side: a throw in them (a bug in slipway, here or in the
+  // flow's handlers) ends this socket with an error the flow reports as internal, not the process.
   private readonly onState = (status: number): void => {
+    try {
+      this.state(status);
+    } catch (e) {
+      this.internalFail(e);
+    }
+  };
+
+  private readonly onRead = (length: number, status: number): void => {
+    try {
+      this.read(length, status);
+    } catch (e) {
+      this.internalFail(e);
+    }
+  };
+
+  private internalFail(e: unknown): void {
+    const err = (e instanceof Error ? e : new Error(String(e))) as NodeJS.ErrnoException & { internal?: boolean };
+    err.internal = true;
+    this.fail(err);
+  }
+
+  private state(status: number): void {
     if (this.destroyed) return;
     if (status === 0) {
       this.connecting = false;
@@ -171,9 +195,9 @@ export class HostSocket implements HostSide {
       return;
     }
     this.fail(errnoError(status, 'connect'));
-  };
+  }
 
-  private readonly onRead = (length: number, status: number): void => {
+  private read(length: number, status: number): void {
     if (this.destroyed) return;
     if (status < 0) {
       this.fail(errnoError(status, 'read'));
@@ -191,7 +215,7 @@ export class HostSocket implements HostSide {
       this.onEnd?.();
       this.maybeClose();
     }
-  };
+  }
 
   write(buf: Uint8Array, cb?: (err?: Error | null) => void): boolean {
     if (this.destroyed || this.ending) return false;

@@ -513,6 +513,48 @@ describe('internal errors', () => {
     expect(again.sock.bytes).toEqual(bytes(50));
     expect(table.stats().internalErrors).toBe(1);
   });
+
+  /** An env whose next emit throws (a bug while building the frame), once. */
+  function throwOnce(env: FakeEnv): void {
+    const real = env.emit.bind(env);
+    env.emit = (...args: Parameters<FakeEnv['emit']>) => {
+      env.emit = real;
+      void args;
+      throw new Error('boom (a bug while sending)');
+    };
+  }
+
+  it('a throw in a timer resets that flow only, instead of reaching the event loop', () => {
+    useFakeTimers();
+    const { env, table } = make();
+    const { sock } = open(env, table);
+    sock.emit('data', bytes(100)); // sent, unacknowledged: the retransmission timer runs
+    expect(env.take().map((o) => o.data.length)).toEqual([100]);
+    throwOnce(env);
+    expect(() => vi.advanceTimersByTime(1000)).not.toThrow();
+    expect(table.stats().internalErrors).toBe(1);
+    expect(table.stats().active).toBe(0);
+    expect(env.take().map((o) => o.flags)).toContain(RST | ACK);
+    expect(sock.resetCalled || sock.destroyed).toBe(true);
+  });
+
+  it('a throw while handling the host EOF resets that flow only', () => {
+    const { env, table } = make();
+    const { sock } = open(env, table);
+    throwOnce(env);
+    expect(() => sock.emit('end')).not.toThrow();
+    expect(table.stats().internalErrors).toBe(1);
+    expect(table.stats().active).toBe(0);
+  });
+
+  it('an error the host socket marks internal (a bug on our side) is counted as one, not as the network', () => {
+    const { env, table } = make();
+    const { sock } = open(env, table);
+    sock.emit('error', Object.assign(new Error('boom (a bug in the host socket)'), { internal: true }));
+    expect(table.stats().internalErrors).toBe(1);
+    expect(table.stats().active).toBe(0);
+    expect(env.take().map((o) => o.flags)).toEqual([RST | ACK]);
+  });
 });
 
 describe('guest → host direct socket writes', () => {

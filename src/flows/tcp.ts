@@ -74,6 +74,7 @@
  * the family, so keys never collide. Segments given to `input` must already be checksum-verified.
  */
 
+import { reportInternalError } from '../internalError.js';
 import { ACK, FIN, PSH, RST, SYN, type TcpOptions, type TcpSegment, seqAdd, seqDiff, seqLt } from '../wire/tcp.js';
 import { ReorderQueue } from './reorder.js';
 
@@ -583,9 +584,18 @@ export class TcpFlow implements TcpEndpoints {
     this.rcvMss = cfg.mtu - (family === 4 ? 40 : 60);
     this.sndMss = family === 4 ? 536 : 1220;
     this.rto = cfg.rtoInitialMs;
-    this.rtx = new Deadline(() => this.onRtxTimer());
-    this.delack = new Deadline(() => this.onDelayedAck());
-    this.life = new Deadline(() => this.onLifeTimer());
+    this.rtx = new Deadline(() => this.safely('retransmit timer', this.onRtxTimer));
+    this.delack = new Deadline(() => this.safely('delayed ACK timer', this.onDelayedAck));
+    this.life = new Deadline(() => this.safely('life timer', this.onLifeTimer));
+  }
+
+  /** Run a handler of a host-side event (timer, socket); a throw resets this flow only. */
+  private safely(during: string, fn: (this: TcpFlow) => void): void {
+    try {
+      fn.call(this);
+    } catch (e) {
+      this.table.internalError(this, e, during);
+    }
   }
 
   /** RFC 9293 name of the current state (for logs and tests). */
@@ -663,7 +673,9 @@ export class TcpFlow implements TcpEndpoints {
     sock.on('close', this.onClose);
   }
 
-  private readonly onConnect = (): void => {
+  private readonly onConnect = (): void => this.safely('host connect', this.connected);
+
+  private connected(): void {
     if (this.state !== TcpState.CONNECTING) return;
     const sock = this.socket as HostSide;
     if (typeof sock.setNoDelay === 'function') sock.setNoDelay(true);
@@ -673,7 +685,7 @@ export class TcpFlow implements TcpEndpoints {
     this.retries = 0;
     this.sendSynAck();
     this.table.env.log.debug({ flow: this.key }, 'tcp: host connected, SYN-ACK sent');
-  };
+  }
 
   private sendSynAck(): void {
     const so = this.table.synScratch;
@@ -1054,7 +1066,7 @@ export class TcpFlow implements TcpEndpoints {
 
   private readonly onFreshWritten = (): void => {
     this.freshPending--;
-    this.onWritten();
+    this.safely('host write done', this.onWritten);
   };
 
   /**
@@ -1075,7 +1087,7 @@ export class TcpFlow implements TcpEndpoints {
   private windowCheckQueued = false;
   private readonly windowCheck = (): void => {
     this.windowCheckQueued = false;
-    this.onWritten();
+    this.safely('host write done', this.onWritten);
   };
 
   private onDelayedAck(): void {
@@ -1323,14 +1335,23 @@ export class TcpFlow implements TcpEndpoints {
     this.sendData(Infinity);
   }
 
-  private readonly onEnd = (): void => {
+  private readonly onEnd = (): void => this.safely('host EOF', this.hostEnded);
+
+  private hostEnded(): void {
     if (this.state === TcpState.CLOSED) return;
     this.hostEof = true;
     this.sendData(Infinity);
-  };
+  }
 
-  private readonly onError = (err: NodeJS.ErrnoException): void => {
+  private readonly onError = (err: NodeJS.ErrnoException): void => this.safely('host socket error', () => this.hostError(err));
+
+  private hostError(err: NodeJS.ErrnoException): void {
     if (this.state === TcpState.CLOSED) return;
+    if ((err as { internal?: boolean }).internal === true) {
+      // Not the network: a bug on our side of the socket (HostSocket marks it).
+      this.table.internalError(this, err, 'host socket event');
+      return;
+    }
     const env = this.table.env;
     if (this.state === TcpState.CONNECTING) {
       this.life.cancel();
@@ -1348,13 +1369,15 @@ export class TcpFlow implements TcpEndpoints {
     }
     env.log.debug({ flow: this.key, code: err.code }, 'tcp: host socket error, resetting guest');
     this.abort(true, false);
-  };
+  }
 
-  private readonly onClose = (): void => {
+  private readonly onClose = (): void => this.safely('host close', this.hostClosed);
+
+  private hostClosed(): void {
     if (this.state === TcpState.CLOSED || this.state === TcpState.CONNECTING) return;
     // Closed under us without error (destroyed by someone): the guest must hear it.
     if (!(this.hostEof && this.guestFin)) this.abort(true, false);
-  };
+  }
 
   private pauseHost(): void {
     if (this.paused) return;
@@ -1486,7 +1509,13 @@ export class TcpFlowTable {
   private readonly twQueue: TimeWait[] = [];
   private readonly twDue: number[] = [];
   private twHead = 0;
-  private readonly twTimer = new Deadline(() => this.expireTimeWait());
+  private readonly twTimer = new Deadline(() => {
+    try {
+      this.expireTimeWait();
+    } catch (e) {
+      reportInternalError(this.env.log, this.counters, 'tcp TIME-WAIT expiry', e);
+    }
+  });
   private count = 0;
   private readonly dirty: TcpFlow[] = [];
   private flushQueued = false;
@@ -1598,9 +1627,7 @@ export class TcpFlowTable {
    * one broken flow must not take the container's whole network down.
    */
   internalError(flow: TcpFlow, err: unknown, during: string): void {
-    this.counters.internalErrors++;
-    const e = err as Error;
-    this.env.log.error({ flow: flow.key, during, err: e?.message, stack: e?.stack }, 'tcp: internal error, connection reset');
+    reportInternalError(this.env.log, this.counters, `tcp ${during}`, err, { flow: flow.key }, 'connection reset');
     try {
       flow.abort(true, true);
     } catch {

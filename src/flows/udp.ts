@@ -14,6 +14,7 @@
 
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
+import { guarded } from '../internalError.js';
 
 export interface UdpNatEnv<A = number> {
   /** Host sockets: udp4 (default) or udp6. */
@@ -48,7 +49,7 @@ export class UdpBinding<A = number> {
 export class UdpNat<A = number> {
   private readonly bindings = new Map<string, UdpBinding<A>>();
   private readonly sweep: NodeJS.Timeout;
-  readonly counters = { opened: 0, evicted: 0, expired: 0, toHost: 0, toGuest: 0, sendErrors: 0, dropped: 0 };
+  readonly counters = { opened: 0, evicted: 0, expired: 0, toHost: 0, toGuest: 0, sendErrors: 0, dropped: 0, internalErrors: 0 };
 
   constructor(
     private readonly env: UdpNatEnv<A>,
@@ -74,12 +75,12 @@ export class UdpNat<A = number> {
     // Copy: the frame ring is reused as soon as this batch returns.
     const data = Buffer.from(buf.subarray(off, off + len));
     this.counters.toHost++;
-    b.socket.send(data, dstPort, host, (err) => {
+    b.socket.send(data, dstPort, host, this.guard('a UDP send error', (err: Error | null) => {
       if (err) {
         this.counters.sendErrors++;
         this.env.unreachable(src, srcPort, dst, dstPort, err as NodeJS.ErrnoException);
       }
-    });
+    }));
   }
 
   private binding(src: A, srcPort: number): UdpBinding<A> {
@@ -96,7 +97,7 @@ export class UdpNat<A = number> {
     }
     const socket = dgram.createSocket({ type: this.env.family === 6 ? 'udp6' : 'udp4' });
     const binding = new UdpBinding(key, src, srcPort, socket, Date.now());
-    socket.on('message', (msg, rinfo) => {
+    socket.on('message', this.guard('a UDP datagram from the host', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
       const from = this.env.unroute(rinfo.address);
       if (from === null) {
         this.counters.dropped++;
@@ -105,7 +106,7 @@ export class UdpNat<A = number> {
       this.touch(binding);
       this.counters.toGuest++;
       this.env.toGuest(from, binding.guest, rinfo.port, binding.guestPort, msg);
-    });
+    }));
     socket.on('error', (err) => {
       // ECONNREFUSED and friends on an unconnected socket are not fatal to the binding.
       this.env.log.debug({ err, guest: key }, 'udp host socket error');
@@ -114,6 +115,10 @@ export class UdpNat<A = number> {
     this.bindings.set(key, binding);
     this.counters.opened++;
     return binding;
+  }
+
+  private guard<A extends unknown[]>(what: string, fn: (...args: A) => void): (...args: A) => void {
+    return guarded(this.env.log, this.counters, what, fn);
   }
 
   /** Mark a binding used: Map order is least recently used first. */

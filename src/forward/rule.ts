@@ -31,11 +31,13 @@ export interface ForwardCounters {
   udpToGuest: number;
   udpToHost: number;
   udpDropped: number;
+  /** Events whose handling threw (a bug in slipway; logged with the stack). */
+  internalErrors: number;
 }
 
 export function newForwardCounters(): ForwardCounters {
   return {
     tcpAccepted: 0, tcpActive: 0, tcpCompleted: 0, tcpResets: 0, tcpFailed: 0, tcpRejected: 0,
-    bytesIn: 0, bytesOut: 0, udpPeers: 0, udpToGuest: 0, udpToHost: 0, udpDropped: 0,
+    bytesIn: 0, bytesOut: 0, udpPeers: 0, udpToGuest: 0, udpToHost: 0, udpDropped: 0, internalErrors: 0,
   };
 }

@@ -15,6 +15,7 @@
  * slirp4netns/libslirp hostfwd.
  */
 
+import { catchInternal, guarded } from '../internalError.js';
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { SpliceRelay, dupFd, resetClose, type SpliceRelay as SpliceRelayHandle } from '../native.js';
@@ -117,7 +118,14 @@ export class TcpForward {
   }
 
   private server(): net.Server {
-    const srv = net.createServer({ pauseOnConnect: true, noDelay: true }, (sock) => this.accepted(sock));
+    const srv = net.createServer({ pauseOnConnect: true, noDelay: true }, guarded(this.env.log, this.env.counters, 'a connection to a TCP forward', (sock: net.Socket) => {
+      try {
+        this.accepted(sock);
+      } catch (e) {
+        if (!sock.destroyed) sock.resetAndDestroy();
+        throw e;
+      }
+    }));
     srv.on('error', (e) => this.env.log.warn({ err: e.message, rule: this.rule.text }, 'forward listener error'));
     return srv;
   }
@@ -135,7 +143,10 @@ export class TcpForward {
       if (!this.env.tap || !this.env.tap.openToGuest(this.rule.guestAddress, this.rule.guestPort, sock, this.rule)) c.tcpFailed++;
       return;
     }
-    void this.splice(sock);
+    catchInternal(this.env.log, this.env.counters, 'a connection to a TCP forward', this.splice(sock).catch((e: unknown) => {
+      if (!sock.destroyed) sock.resetAndDestroy();
+      throw e;
+    }));
   }
 
   /** Targets in order (see the header). */
@@ -197,14 +208,14 @@ export class TcpForward {
     this.connections.add(conn);
     c.tcpActive++;
     try {
-      conn.relay = new SpliceRelay(hostFd, fd, (err, stats) => {
+      conn.relay = new SpliceRelay(hostFd, fd, guarded(this.env.log, c, 'the end of a spliced connection', (err: string | null, stats: { aToB: number; bToA: number }) => {
         this.connections.delete(conn);
         c.tcpActive--;
         c.bytesIn += stats.aToB;
         c.bytesOut += stats.bToA;
         if (err) c.tcpResets++;
         else c.tcpCompleted++;
-      });
+      }));
     } catch (e) {
       this.connections.delete(conn);
       c.tcpActive--;

@@ -15,6 +15,7 @@
  * while its socket is being made, idle mappings expire after `idleMs`.
  */
 
+import { catchInternal, guarded } from '../internalError.js';
 import type dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from 'pino';
@@ -76,7 +77,7 @@ export class UdpForward {
           if (r.hostAddress === null && la.address === '::' && noIpv6(e)) s = await bindUdp({ address: '0.0.0.0', ipv6Only: false }, r.hostPort);
           else throw e;
         }
-        s.on('message', (msg, rinfo) => this.fromHost(s, msg, rinfo));
+        s.on('message', this.guard('a datagram on a UDP forward', (msg: Buffer, rinfo: dgram.RemoteInfo) => this.fromHost(s, msg, rinfo)));
         s.on('error', (e) => this.env.log.warn({ err: e.message, rule: r.text }, 'udp forward socket error'));
         this.sockets.push(s);
       }
@@ -107,6 +108,10 @@ export class UdpForward {
     for (const p of [...this.peers.values()]) this.drop(p);
   }
 
+  private guard<A extends unknown[]>(what: string, fn: (...args: A) => void): (...args: A) => void {
+    return guarded(this.env.log, this.env.counters, what, fn);
+  }
+
   private fromHost(host: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.closed) return;
     const key = `${rinfo.address}|${rinfo.port}`;
@@ -128,7 +133,7 @@ export class UdpForward {
     p.out.push(msg);
     if (!p.flushQueued) {
       p.flushQueued = true;
-      setImmediate(() => this.flush(p));
+      setImmediate(this.guard('a UDP forward flush', () => this.flush(p)));
     }
   }
 
@@ -154,7 +159,7 @@ export class UdpForward {
     };
     this.peers.set(key, p);
     this.env.counters.udpPeers++;
-    void this.connect(p);
+    catchInternal(this.env.log, this.env.counters, 'a UDP forward peer', this.connect(p));
     return p;
   }
 
@@ -187,7 +192,7 @@ export class UdpForward {
       return;
     }
     try {
-      p.batch = new DgramBatch(fd, SLOT, SLOTS, (n) => this.fromGuest(p, n));
+      p.batch = new DgramBatch(fd, SLOT, SLOTS, this.guard('a datagram from the container on a UDP forward', (n: number) => this.fromGuest(p, n)));
     } catch (e) {
       closeFd(fd);
       this.drop(p);

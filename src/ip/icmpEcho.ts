@@ -11,6 +11,7 @@
 import type { Logger } from 'pino';
 import { formatIpv4, parseIpv4 } from '../wire/ipv4.js';
 import { writeU16 } from '../wire/bytes.js';
+import { reportInternalError } from '../internalError.js';
 
 /** How a relay's addresses map to socket address text. */
 export interface AddressCodec<A> {
@@ -54,7 +55,7 @@ export class PingRelay<A = number> {
   private readonly sessions = new Map<string, PingSession<A>>();
   private unavailable: string | null = null;
   private readonly sweep: NodeJS.Timeout;
-  readonly counters = { sent: 0, replies: 0, dropped: 0, sendErrors: 0 };
+  readonly counters = { sent: 0, replies: 0, dropped: 0, sendErrors: 0, internalErrors: 0 };
 
   constructor(
     private readonly factory: PingSocketFactory,
@@ -120,6 +121,14 @@ export class PingRelay<A = number> {
   }
 
   private reply(s: PingSession<A>, data: Buffer, from: string): void {
+    try {
+      this.deliver(s, data, from);
+    } catch (e) {
+      reportInternalError(this.log, this.counters, 'an ICMP echo reply', e);
+    }
+  }
+
+  private deliver(s: PingSession<A>, data: Buffer, from: string): void {
     if (data.length < 8 || data[0] !== this.codec.replyType) {
       this.counters.dropped++;
       return;

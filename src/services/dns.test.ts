@@ -206,7 +206,19 @@ describe('DnsForwarder', () => {
     expect(Array.from(r.slice(-4))).toEqual([192, 0, 2, 6]);
   });
 
-  it('drops malformed queries and counts them', async () => {
+  it('counts a reply callback that throws as an internal error and keeps answering', async () => {
+    const up = await upstream(honest);
+    const f = forwarder([up]);
+    f.query(buildQuery(0x2222, 'first.test'), () => {
+      throw new Error('boom (a bug while answering the container)');
+    });
+    const r = view(await ask(f, buildQuery(0x3333, 'second.test')));
+    expect(r.id).toBe(0x3333);
+    await sleep(20);
+    expect(f.counters).toMatchObject({ answered: 2, internalErrors: 1 });
+  });
+
+    it('drops malformed queries and counts them', async () => {
     const up = await upstream(honest);
     const f = forwarder([up]);
     const replies: Uint8Array[] = [];

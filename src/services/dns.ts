@@ -18,6 +18,7 @@
  * beyond that new queries are dropped (and counted) — the guest's resolver retries.
  */
 
+import { reportInternalError } from '../internalError.js';
 import dgram from 'node:dgram';
 import { randomFillSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -62,6 +63,8 @@ export interface DnsCounters {
   /** Upstream datagrams with a known id but the wrong source or question (spoofing). */
   mismatched: number;
   sendErrors: number;
+  /** Events whose handling threw (a bug in slipway; logged with the stack). */
+  internalErrors: number;
 }
 
 type Family = 4 | 6;
@@ -95,7 +98,7 @@ const MAX_PENDING_LIMIT = 32768;
 
 export class DnsForwarder {
   readonly counters: DnsCounters = {
-    queries: 0, sent: 0, retries: 0, answered: 0, servfails: 0, malformed: 0, overflow: 0, unmatched: 0, mismatched: 0, sendErrors: 0,
+    queries: 0, sent: 0, retries: 0, answered: 0, servfails: 0, malformed: 0, overflow: 0, unmatched: 0, mismatched: 0, sendErrors: 0, internalErrors: 0,
   };
   private readonly upstreams: Upstream[];
   private readonly timeoutMs: number;
@@ -188,12 +191,12 @@ export class DnsForwarder {
     if (attempt > 1) this.counters.retries++;
     p.sentTo.add(index);
     if (p.timer) clearTimeout(p.timer);
-    p.timer = setTimeout(() => this.advance(p, attempt), this.timeoutMs);
+    p.timer = setTimeout(() => this.advanceSafely(p, attempt), this.timeoutMs);
     p.timer.unref?.();
     const socket = this.socket(up.family);
     if (!socket) {
       this.counters.sendErrors++;
-      setImmediate(() => this.advance(p, attempt));
+      setImmediate(() => this.advanceSafely(p, attempt));
       return;
     }
     this.counters.sent++;
@@ -201,8 +204,17 @@ export class DnsForwarder {
       if (!err) return;
       this.counters.sendErrors++;
       this.log?.debug({ err: err.message, upstream: `${up.address}:${up.port}` }, 'dns: send to upstream failed');
-      this.advance(p, attempt);
+      this.advanceSafely(p, attempt);
     });
+  }
+
+  /** `advance` from a timer or socket callback, where a throw would end the process. */
+  private advanceSafely(p: Pending, attempt: number): void {
+    try {
+      this.advance(p, attempt);
+    } catch (e) {
+      this.internalError('a DNS retry', e);
+    }
   }
 
   /** Attempt `attempt` of `p` failed (timeout, send error, error answer): retry or give up. */
@@ -270,8 +282,12 @@ export class DnsForwarder {
     try {
       p.reply(response);
     } catch (err) {
-      this.log?.error({ err }, 'dns: reply callback threw');
+      this.internalError('a DNS answer for the container', err);
     }
+  }
+
+  private internalError(what: string, err: unknown): void {
+    reportInternalError(this.log ?? { error() {} }, this.counters, what, err);
   }
 
   private upstreamIndex(address: string, port: number): number {
@@ -290,7 +306,13 @@ export class DnsForwarder {
     try {
       // A larger receive buffer absorbs bursts of answers (the kernel caps it at rmem_max).
       s = dgram.createSocket({ type: family === 4 ? 'udp4' : 'udp6', recvBufferSize: 1 << 20 });
-      s.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
+      s.on('message', (msg, rinfo) => {
+        try {
+          this.onMessage(msg, rinfo);
+        } catch (e) {
+          this.internalError('a DNS datagram from an upstream', e);
+        }
+      });
       s.on('error', (err) => {
         this.log?.warn({ err: err.message, family }, `dns: IPv${family} upstream socket failed; a new one is made for the next query`);
         if (this.sockets[family] === s) this.sockets[family] = null;
