@@ -10,6 +10,7 @@
         "native/csum.c",
         "native/splice.c",
         "native/sockio.c",
+        "native/udp.c",
         "native/memory.cc"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],

@@ -4,9 +4,10 @@
 // stopped with SIGTERM (which writes the .cpuprofile), and the top functions by self time are
 // printed (bench/cpuprofile.ts). Raw files stay in bench/results/profile-<date>/.
 //
-// --path rr / crr profile the request/response and connection-rate probes (bench/rr.c) instead.
+// --path rr / crr profile the request/response and connection-rate probes (bench/rr.c) instead;
+// --path udp-up / udp-down an unthrottled UDP iperf3 (-u -b 0, datagrams of MTU - 28 bytes).
 //
-//   npx tsx bench/profile.ts [--seconds 8] [--mtu 1500] [--path upload|download|rr|crr] [--no-perf]
+//   npx tsx bench/profile.ts [--seconds 8] [--mtu 1500] [--path upload|download|rr|crr|udp-up|udp-down] [--no-perf]
 import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -28,7 +29,7 @@ const { values: a } = parseArgs({
 });
 const SECONDS = Number(a.seconds);
 const MTUS = (a.mtu?.length ? a.mtu : ['65520', '1500']).map(Number);
-const PATHS = (a.path?.length ? a.path : ['upload', 'download']) as ('upload' | 'download' | 'rr' | 'crr')[];
+const PATHS = (a.path?.length ? a.path : ['upload', 'download']) as ('upload' | 'download' | 'rr' | 'crr' | 'udp-up' | 'udp-down')[];
 const PERF = !a['no-perf'] && !!which('perf');
 
 const out = join(REPO, 'bench/results', `profile-${new Date().toISOString().replace(/[:.]/g, '-')}`);
@@ -61,6 +62,13 @@ try {
       if (path === 'rr' || path === 'crr') {
         const res = await s.container.exec([probe, `client-${path}`, NET.server, String(path === 'rr' ? BENCH_PORTS.rr : BENCH_PORTS.crr), String(SECONDS)], { timeoutMs: (SECONDS + 30) * 1000 });
         head = `## ${path} to the world, MTU ${mtu}: ${res.stdout.trim()}`;
+      } else if (path === 'udp-up' || path === 'udp-down') {
+        const res = await s.container.exec(
+          ['iperf3', '-c', NET.server, '-p', String(PORTS.iperf), '-u', '-b', '0', '-l', String(Math.min(mtu - 28, 8000)), '-t', String(SECONDS), '-J', ...(path === 'udp-down' ? ['-R'] : [])],
+          { timeoutMs: (SECONDS + 30) * 1000 },
+        );
+        const sum = (JSON.parse(res.stdout) as { end: { sum: { bits_per_second: number; lost_percent: number } } }).end.sum;
+        head = `## ${path} world, MTU ${mtu}: received ${(sum.bits_per_second / 1e6).toFixed(0)} Mbit/s, ${sum.lost_percent.toFixed(1)} % lost`;
       } else {
         const r = await loadRow(s, 'container', NET.server, PORTS.iperf, SECONDS, path === 'download');
         head = `## ${path} ${path === 'upload' ? '→' : '←'} world, MTU ${mtu}: ${r.gbps?.toFixed(2) ?? r.error} Gbit/s, stack CPU ${r.cpuSeconds?.toFixed(2)} s (${r.cpuPerGB?.toFixed(2)} s/GB)`;

@@ -55,9 +55,9 @@ describe('UdpNat host side', () => {
     const got: string[] = [];
     let calls = 0;
     const nat = new UdpNat({
-      toGuest: (_src, _dst, _sp, _dp, payload) => {
+      toGuest: (_src, _dst, _sp, _dp, buf, off, len) => {
         if (calls++ === 0) throw new Error('boom (a bug while building the frame)');
-        got.push(Buffer.from(payload).toString());
+        got.push(Buffer.from(buf.subarray(off, off + len)).toString());
       },
       route: () => '127.0.0.1',
       unroute: () => parseIpv4('10.0.2.2'),

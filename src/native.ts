@@ -211,7 +211,40 @@ export interface HostSocketConstructor {
   ): HostSocketHandle;
 }
 
+/**
+ * The host socket of a UDP NAT binding, with UDP_GRO on receive and UDP_SEGMENT on send
+ * (native/udp.c). Reads land in the ring every UdpHost shares (`udpHostRing()`); onBatch(n)
+ * hands over its slots [0, n) and they are reused once it returns.
+ */
+export interface UdpHostHandle {
+  readonly fd: number;
+  /**
+   * Datagrams buf[offsets[i], +lengths[i]) for i < count (≤ 64) to address:port, as one
+   * segmented send when they allow it; how many went out, or -errno when none did.
+   */
+  sendSegments(buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number, address: string, port: number): number;
+  localPort(): number;
+  stats(): { reads: number; datagramsIn: number; datagramsOut: number; errors: number };
+  close(): void;
+}
+export interface UdpHostConstructor {
+  new (family: 4 | 6, bindAddress: string | null, onBatch: (count: number) => void): UdpHostHandle;
+}
+/**
+ * The ring UdpHost reads into: slot i is ring[i * UDP_HOST_SLOT, +meta[i*4]); meta[i*4 + 1] is
+ * the GRO segment size (0: one datagram), [i*4 + 2] the source port, [i*4 + 3] an IPv4 source
+ * (host order, as int32); addrs[i*16, +16) an IPv6 source.
+ */
+export interface UdpHostRing {
+  readonly ring: Buffer;
+  readonly meta: Int32Array;
+  readonly addrs: Uint8Array;
+}
+export const UDP_HOST_SLOT = 65536;
+
 interface Addon {
+  UdpHost: UdpHostConstructor;
+  udpHostRing(): UdpHostRing;
   HostSocket: HostSocketConstructor;
   setHostReadBuffer(buf: Buffer): void;
   Tap: TapConstructor;
@@ -244,6 +277,8 @@ export const SpliceRelay: SpliceRelayConstructor = addon.SpliceRelay;
 export const ConnectWatch: ConnectWatchConstructor = addon.ConnectWatch;
 export const DgramBatch: DgramBatchConstructor = addon.DgramBatch;
 export const HostSocket: HostSocketConstructor = addon.HostSocket;
+export const UdpHost: UdpHostConstructor = addon.UdpHost;
+export const udpHostRing: () => UdpHostRing = addon.udpHostRing;
 /** Where every HostSocket reads to from now on (onRead(length) = its first `length` bytes). */
 export const setHostReadBuffer: (buf: Buffer) => void = addon.setHostReadBuffer;
 /** A CLOEXEC duplicate of fd (F_DUPFD_CLOEXEC). */

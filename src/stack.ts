@@ -205,7 +205,8 @@ export class Stack {
       mtu: this.config.mtu,
     });
     this.udp = new UdpNat({
-      toGuest: (src, dst, sp, dp, payload) => this.sink.udp4(src, dst, sp, dp, payload, 0, payload.length),
+      toGuest: (src, dst, sp, dp, buf, off, len, seg) => this.sink.udp4Run(src, dst, sp, dp, buf, off, len, seg),
+      toGuestParts: (src, dst, sp, dp, parts, n, seg, total) => this.sink.udp4Parts(src, dst, sp, dp, parts, n, seg, total),
       route: (dst, port) => this.hostAddressFor(dst, port),
       unroute: (address) => this.guestAddressFor(address),
       unreachable: (guest, gport, dst, dport, err) => {
@@ -241,7 +242,8 @@ export class Stack {
       this.dhcp6 = new Dhcpv6Server({ mac: this.config.gatewayMac, dns: dns6, search: deps.dnsSearch });
       this.udp6 = new UdpNat<string>({
         family: 6,
-        toGuest: (src, dst, sp, dp, payload) => this.sink.udp6(this.bytes6(src), this.bytes6(dst), sp, dp, payload, 0, payload.length),
+        toGuest: (src, dst, sp, dp, buf, off, len, seg) => this.sink.udp6Run(this.bytes6(src), this.bytes6(dst), sp, dp, buf, off, len, seg),
+        toGuestParts: (src, dst, sp, dp, parts, n, seg, total) => this.sink.udp6Parts(this.bytes6(src), this.bytes6(dst), sp, dp, parts, n, seg, total),
         route: (dst, port) => this.hostAddressFor6(dst, port),
         unroute: (address) => this.guestAddressFor6(address),
         unreachable: (guest, gport, dst, dport, err) => {
@@ -297,6 +299,8 @@ export class Stack {
   /** Handle a batch from the tap: frame i is at ring[i*slotSize] with lengths[i] bytes. */
   onFrames(ring: Uint8Array, slotSize: number, lengths: Int32Array, count: number, vnet: Uint8Array | null = null): void {
     this.tcp.batchBegin();
+    this.udp.batchBegin(ring);
+    this.udp6?.batchBegin(ring);
     try {
       for (let i = 0; i < count; i++) {
         // With a vnet header, the guest kernel tells us when the L4 checksum is partial (to be
@@ -310,7 +314,18 @@ export class Stack {
       }
     } finally {
       this.l4ChecksumTrusted = false;
+      // UDP first: what it holds points into the ring, which the next read reuses.
+      this.udpBatchEnd(this.udp);
+      if (this.udp6) this.udpBatchEnd(this.udp6);
       this.tcp.batchEnd();
+    }
+  }
+
+  private udpBatchEnd(u: UdpNat<number> | UdpNat<string>): void {
+    try {
+      u.batchEnd();
+    } catch (e) {
+      this.internalError(e);
     }
   }
 

@@ -81,7 +81,8 @@ interface Pending {
   cb: ((err?: Error | null) => void) | undefined;
 }
 
-function errnoError(status: number, syscall: string): NodeJS.ErrnoException {
+/** A Node-style error for a negative errno `status`. */
+export function errnoError(status: number, syscall: string): NodeJS.ErrnoException {
   let code: string;
   try {
     code = getSystemErrorName(status);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FrameSink, type FrameWriter } from './sink.js';
-import { GUEST_MAC, GW_MAC } from '../testing/frames.js';
+import { GUEST_MAC, GW_MAC, RecordingWriter } from '../testing/frames.js';
 import { parseIpv4, Ipv4Packet, PROTO_TCP } from '../wire/ipv4.js';
 import { ACK, TCP_CHECKSUM_OFFSET } from '../wire/tcp.js';
 import { finish, partialSum, pseudoSum4 } from '../wire/checksum.js';
@@ -42,5 +42,60 @@ describe('FrameSink with checksum/GSO offload', () => {
     big.frame[34 + 16] = completed >> 8;
     big.frame[34 + 17] = completed & 0xff;
     expect(finish(partialSum(big.frame, 34, tcpLen, pseudoSum4(SRC, DST, PROTO_TCP, tcpLen)))).toBe(0);
+  });
+});
+
+describe('FrameSink UDP runs (GSO_UDP_L4)', () => {
+  class UdpWriter implements FrameWriter {
+    frames: { frame: Uint8Array; gsoType: number; gsoSize: number; csumStart: number; csumOffset: number; hdrLen: number }[] = [];
+    refuse: string | null = null;
+    write(f: Uint8Array): boolean {
+      return this.writev([f]);
+    }
+    writev(parts: Uint8Array[]): boolean {
+      this.frames.push({ frame: Buffer.concat(parts), gsoType: -1, gsoSize: 0, csumStart: 0, csumOffset: 0, hdrLen: 0 });
+      return true;
+    }
+    writevOffload(parts: Uint8Array[], gsoType: number, gsoSize: number, csumStart: number, csumOffset: number, hdrLen: number): boolean {
+      if (this.refuse) throw Object.assign(new Error(`writev ${this.refuse}`), { code: this.refuse });
+      this.frames.push({ frame: Buffer.concat(parts), gsoType, gsoSize, csumStart, csumOffset, hdrLen });
+      return true;
+    }
+  }
+  const parts = [new Uint8Array(1000).fill(1), new Uint8Array(1000).fill(2), new Uint8Array(600).fill(3)];
+
+  it('writes datagrams of one sender as one GSO_UDP_L4 frame the kernel splits', () => {
+    const w = new UdpWriter();
+    const sink = new FrameSink(w, GW_MAC, () => GUEST_MAC);
+    sink.udp4Parts(SRC, DST, 53, 40000, parts, 3, 1000, 2600);
+    expect(w.frames.length).toBe(1);
+    const f = w.frames[0];
+    expect([f.gsoType, f.gsoSize, f.csumStart, f.csumOffset, f.hdrLen]).toEqual([5, 1000, 34, 6, 42]);
+    const ip = new Ipv4Packet().wrap(f.frame, 14, f.frame.length - 14);
+    expect(ip.check()).toBeNull();
+    expect(ip.totalLength).toBe(20 + 8 + 2600);
+    expect((f.frame[34 + 4] << 8) | f.frame[34 + 5]).toBe(8 + 2600); // UDP length: the whole run
+    expect((f.frame[34 + 6] << 8) | f.frame[34 + 7]).toBe(pseudoSum4(SRC, DST, 17, 8 + 2600));
+    expect(Buffer.from(f.frame.subarray(42)).equals(Buffer.concat(parts))).toBe(true);
+    // One contiguous buffer of 1000-byte datagrams (a GRO read): the same frame.
+    sink.udp4Run(SRC, DST, 53, 40000, Buffer.concat(parts), 0, 2600, 1000);
+    expect(w.frames.length).toBe(2);
+    expect([w.frames[1].gsoType, w.frames[1].gsoSize, w.frames[1].hdrLen]).toEqual([5, 1000, 42]);
+    expect(Buffer.from(w.frames[1].frame.subarray(34, 42)).equals(Buffer.from(f.frame.subarray(34, 42)))).toBe(true);
+    expect(Buffer.from(w.frames[1].frame.subarray(42)).equals(Buffer.concat(parts))).toBe(true);
+  });
+
+  it('sends one frame a datagram when the tap has no offload, or the kernel refuses GSO_UDP_L4', () => {
+    const plain = new RecordingWriter();
+    new FrameSink(plain, GW_MAC, () => GUEST_MAC).udp4Parts(SRC, DST, 53, 40000, parts, 3, 1000, 2600);
+    expect(plain.frames.map((f) => f.length - 42)).toEqual([1000, 1000, 600]);
+    const old = new UdpWriter();
+    old.refuse = 'EINVAL';
+    const sink = new FrameSink(old, GW_MAC, () => GUEST_MAC);
+    sink.udp4Run(SRC, DST, 53, 40000, Buffer.concat(parts), 0, 2600, 1000);
+    expect(old.frames.map((f) => [f.gsoType, f.frame.length - 42])).toEqual([[-1, 1000], [-1, 1000], [-1, 600]]);
+    sink.udp4Parts(SRC, DST, 53, 40000, parts, 3, 1000, 2600); // not tried again
+    expect(old.frames.length).toBe(6);
+    expect(sink.dropped).toBe(0);
   });
 });

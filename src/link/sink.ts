@@ -28,6 +28,9 @@ export interface FrameWriter {
 /** virtio_net_hdr GSO types (linux/virtio_net.h). */
 const GSO_TCPV4 = 1;
 const GSO_TCPV6 = 4;
+const GSO_UDP_L4 = 5;
+/** The UDP checksum field's offset in its header. */
+const UDP_CHECKSUM_OFFSET = 6;
 
 const IP_OFF = ETH_HEADER_LEN;
 const L4_OFF = ETH_HEADER_LEN + IPV4_MIN_HEADER;
@@ -180,6 +183,110 @@ export class FrameSink {
     const c = finish(sum);
     writeU16(this.hdr, l4Off + 6, c === 0 ? 0xffff : c);
     return this.put(l4Off + UDP_HEADER_LEN, payload, off, len);
+  }
+
+  /**
+   * Datagrams of `segSize` bytes back to back in buf[off, +len) (the last may be shorter), all
+   * from src:srcPort: one GSO_UDP_L4 frame (the guest kernel splits it) with offload, else one
+   * frame each. `segSize` 0: one datagram.
+   */
+  udp4Run(src: number, dst: number, srcPort: number, dstPort: number, buf: Uint8Array, off: number, len: number, segSize: number): void {
+    if (segSize > 0 && len > segSize && this.offload && this.uso) {
+      const most = Math.floor((0xffff - IPV4_MIN_HEADER - UDP_HEADER_LEN) / segSize) * segSize;
+      while (len > segSize) {
+        const k = len < most ? len : most;
+        if (!this.ip4(src, dst, PROTO_UDP, UDP_HEADER_LEN + k)) return;
+        this.gsoParts.length = 2;
+        this.gsoParts[1] = buf.subarray(off, off + k);
+        const r = this.udpGso(L4_OFF, pseudoSum4(src, dst, PROTO_UDP, UDP_HEADER_LEN + k), srcPort, dstPort, k, segSize);
+        if (r === 'unsupported') break;
+        off += k;
+        len -= k;
+      }
+      if (len <= 0) return;
+    }
+    if (segSize === 0) segSize = len;
+    for (; len > 0; off += segSize, len -= segSize) this.udp4(src, dst, srcPort, dstPort, buf, off, len < segSize ? len : segSize);
+  }
+
+  /** udp4Run over IPv6. */
+  udp6Run(src: Uint8Array, dst: Uint8Array, srcPort: number, dstPort: number, buf: Uint8Array, off: number, len: number, segSize: number): void {
+    if (segSize > 0 && len > segSize && this.offload && this.uso) {
+      const most = Math.floor((0xffff - UDP_HEADER_LEN) / segSize) * segSize;
+      while (len > segSize) {
+        const k = len < most ? len : most;
+        if (!this.ip6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + k, 64)) return;
+        this.gsoParts.length = 2;
+        this.gsoParts[1] = buf.subarray(off, off + k);
+        const r = this.udpGso(L4_OFF6, pseudoSum6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + k), srcPort, dstPort, k, segSize);
+        if (r === 'unsupported') break;
+        off += k;
+        len -= k;
+      }
+      if (len <= 0) return;
+    }
+    if (segSize === 0) segSize = len;
+    for (; len > 0; off += segSize, len -= segSize) this.udp6(src, dst, srcPort, dstPort, buf, off, len < segSize ? len : segSize);
+  }
+
+  /**
+   * Datagrams parts[0, count) from src:srcPort, each `segSize` bytes but the last (≤), `total`
+   * in all (≤ 65000): one GSO_UDP_L4 frame with offload, else one frame each.
+   */
+  udp4Parts(src: number, dst: number, srcPort: number, dstPort: number, parts: Uint8Array[], count: number, segSize: number, total: number): void {
+    if (count > 1 && this.offload && this.uso && this.ip4(src, dst, PROTO_UDP, UDP_HEADER_LEN + total)) {
+      this.setGsoParts(parts, count);
+      if (this.udpGso(L4_OFF, pseudoSum4(src, dst, PROTO_UDP, UDP_HEADER_LEN + total), srcPort, dstPort, total, segSize) !== 'unsupported') return;
+    }
+    for (let i = 0; i < count; i++) this.udp4(src, dst, srcPort, dstPort, parts[i], 0, parts[i].length);
+  }
+
+  /** udp4Parts over IPv6. */
+  udp6Parts(src: Uint8Array, dst: Uint8Array, srcPort: number, dstPort: number, parts: Uint8Array[], count: number, segSize: number, total: number): void {
+    if (count > 1 && this.offload && this.uso && this.ip6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + total, 64)) {
+      this.setGsoParts(parts, count);
+      if (this.udpGso(L4_OFF6, pseudoSum6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + total), srcPort, dstPort, total, segSize) !== 'unsupported') return;
+    }
+    for (let i = 0; i < count; i++) this.udp6(src, dst, srcPort, dstPort, parts[i], 0, parts[i].length);
+  }
+
+  private setGsoParts(parts: Uint8Array[], count: number): void {
+    const g = this.gsoParts;
+    g.length = count + 1;
+    for (let i = 0; i < count; i++) g[i + 1] = parts[i];
+  }
+
+  /** [header, payload parts...] of the next GSO_UDP_L4 frame. */
+  private readonly gsoParts: Uint8Array[] = [this.hdr];
+
+  /** Whether GSO_UDP_L4 frames are taken (until a kernel without it refuses the first one). */
+  private uso = true;
+  private usoConfirmed = false;
+
+  /**
+   * One GSO_UDP_L4 frame of gsoParts, the IP header already in place: the checksum field holds the
+   * pseudo-header sum (for the whole length), which the kernel adjusts per datagram.
+   */
+  private udpGso(l4Off: number, pseudo: number, srcPort: number, dstPort: number, len: number, segSize: number): 'ok' | 'dropped' | 'unsupported' {
+    writeUdpHeader(this.hdr, l4Off, srcPort, dstPort, len);
+    writeU16(this.hdr, l4Off + UDP_CHECKSUM_OFFSET, pseudo);
+    const hdrLen = l4Off + UDP_HEADER_LEN;
+    this.gsoParts[0] = this.hdrView(hdrLen);
+    let ok: boolean;
+    try {
+      ok = this.writer.writevOffload!(this.gsoParts, GSO_UDP_L4, segSize, l4Off, UDP_CHECKSUM_OFFSET, hdrLen);
+    } catch (e) {
+      if (!this.usoConfirmed && (e as NodeJS.ErrnoException).code === 'EINVAL') {
+        this.uso = false; // a kernel before 6.2: one frame a datagram from now on
+        return 'unsupported';
+      }
+      this.writeError(e);
+      return 'dropped';
+    }
+    this.usoConfirmed = true;
+    if (ok) this.sent++;
+    else this.dropped++;
+    return ok ? 'ok' : 'dropped';
   }
 
   /** A UDP datagram to the guest. */
