@@ -264,6 +264,23 @@ async function benchRound(lab: Lab, kind: StackKind, mtu: number, rrBin: string)
       alive('rr/crr');
     }
 
+    // UDP, unthrottled: what arrives at the receiver (iperf3's sum_received), 1400-byte datagrams.
+    for (const [id, reverse] of [['udp_up', false], ['udp_down', true]] as const) {
+      if (!s.stack.alive()) {
+        set(id, undefined, 'stack not running');
+        continue;
+      }
+      log(`  ${kind} MTU ${mtu}: ${id}`);
+      const r = await s.container.exec(
+        ['iperf3', '-c', NET.server, '-p', String(PORTS.iperf), '-u', '-b', '0', '-l', '1400', '-t', String(SECONDS), '-J', '--connect-timeout', '5000', ...(reverse ? ['-R'] : [])],
+        { timeoutMs: (SECONDS + 40) * 1000 },
+      );
+      const u = parseUdpIperf(r.stdout);
+      detail[id] = u;
+      set(id, u.mbps, u.error ?? (r.stderr.trim().slice(0, 200) || undefined));
+      alive(id);
+    }
+
     memAt.afterRr = memoryMB(processTree(s.stack.pid));
     // Integrity: 128 MiB each way, sha256 compared end to end.
     if (s.stack.alive()) {
@@ -478,3 +495,16 @@ main().then(
     process.exit(1);
   },
 );
+
+/** iperf3 -u -J: received Mbit/s and loss. */
+function parseUdpIperf(text: string): { mbps?: number; lostPercent?: number; error?: string } {
+  try {
+    const j = JSON.parse(text) as { error?: string; end?: { sum_received?: { bits_per_second: number }; sum?: { lost_percent?: number } } };
+    if (j.error) return { error: j.error };
+    const recv = j.end?.sum_received;
+    if (!recv) return { error: 'no sum_received in iperf3 output' };
+    return { mbps: recv.bits_per_second / 1e6, lostPercent: j.end?.sum?.lost_percent };
+  } catch {
+    return { error: `unparseable iperf3 output: ${text.trim().slice(0, 200)}` };
+  }
+}

@@ -24,6 +24,8 @@ export const METRICS: MetricDef[] = [
   { id: 'fwd_out', label: 'forward container → host (-R)', unit: 'Gbit/s', better: 'higher', ratioTarget: 1.0, digits: 2 },
   { id: 'rr_us', label: 'TCP RR latency (1 B ping-pong)', unit: 'µs', better: 'lower', ratioTarget: 1.0, digits: 1 },
   { id: 'crr', label: 'connections/s (connect+1 B+close)', unit: 'conn/s', better: 'higher', ratioTarget: 1.5, digits: 0 },
+  { id: 'udp_up', label: 'UDP upload → world (1400 B, -b 0)', unit: 'Mbit/s', better: 'higher', ratioTarget: 1.0, digits: 0 },
+  { id: 'udp_down', label: 'UDP download ← world (1400 B, -b 0)', unit: 'Mbit/s', better: 'higher', ratioTarget: 1.0, digits: 0 },
   { id: 'cpu_up', label: 'CPU per GB, upload → world', unit: 's/GB', better: 'lower', ratioTarget: 1.0, digits: 2 },
   { id: 'cpu_down', label: 'CPU per GB, download ← world', unit: 's/GB', better: 'lower', ratioTarget: 1.0, digits: 2 },
   { id: 'rss_peak', label: 'peak RSS under load (ΣVmHWM)', unit: 'MB', better: 'lower', absTarget: 64, digits: 1 },

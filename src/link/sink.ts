@@ -71,10 +71,12 @@ export class FrameSink {
   }
 
   /**
-   * Write a TCP segment whose checksum the kernel completes (vnet header offload); a payload
-   * longer than `gsoSize` goes as one GSO super-frame.
+   * Write a TCP segment or UDP datagram whose checksum the kernel completes (vnet header
+   * offload); a payload longer than `gsoSize` goes as one GSO super-frame of `gsoType`.
    */
-  private putTcpOffload(hdrLen: number, l4Off: number, payload: Uint8Array | null, off: number, len: number, gsoSize: number, gsoType: number): boolean {
+  private putOffload(
+    hdrLen: number, l4Off: number, payload: Uint8Array | null, off: number, len: number, gsoSize: number, gsoType: number, csumOffset: number = TCP_CHECKSUM_OFFSET,
+  ): boolean {
     this.parts[0] = this.hdrView(hdrLen);
     let n = 1;
     if (payload && len > 0) {
@@ -86,7 +88,7 @@ export class FrameSink {
     const gso = gsoSize > 0 && len > gsoSize ? gsoType : 0;
     let ok: boolean;
     try {
-      ok = this.writer.writevOffload!(parts, gso, gso ? gsoSize : 0, l4Off, TCP_CHECKSUM_OFFSET, hdrLen);
+      ok = this.writer.writevOffload!(parts, gso, gso ? gsoSize : 0, l4Off, csumOffset, hdrLen);
     } catch (e) {
       this.writeError(e);
       return false;
@@ -167,7 +169,7 @@ export class FrameSink {
     if (synOpts) writeSynOptions(this.hdr, l4Off + TCP_MIN_HEADER, synOpts.mss, synOpts.wscale);
     if (this.offload) {
       writeU16(this.hdr, l4Off + TCP_CHECKSUM_OFFSET, pseudo);
-      return this.putTcpOffload(l4Off + tcpHdr, l4Off, payload, off, len, gsoSize, gsoType);
+      return this.putOffload(l4Off + tcpHdr, l4Off, payload, off, len, gsoSize, gsoType);
     }
     let sum = partialSum(this.hdr, l4Off, tcpHdr, pseudo);
     if (payload && len > 0) sum = partialSum(payload, off, len, sum);
@@ -175,9 +177,16 @@ export class FrameSink {
     return this.put(l4Off + tcpHdr, payload, off, len);
   }
 
-  /** The UDP header at `l4Off` (after the family's IP header), its checksum, and the frame out. */
-  private udpAfterIp(l4Off: number, pseudo: number, srcPort: number, dstPort: number, payload: Uint8Array, off: number, len: number): boolean {
+  /**
+   * The UDP header at `l4Off` (after the family's IP header), its checksum (left to the kernel
+   * with `csumOffload` and a tap that takes it), and the frame out.
+   */
+  private udpAfterIp(l4Off: number, pseudo: number, srcPort: number, dstPort: number, payload: Uint8Array, off: number, len: number, csumOffload: boolean): boolean {
     writeUdpHeader(this.hdr, l4Off, srcPort, dstPort, len);
+    if (csumOffload && this.offload) {
+      writeU16(this.hdr, l4Off + UDP_CHECKSUM_OFFSET, pseudo);
+      return this.putOffload(l4Off + UDP_HEADER_LEN, l4Off, payload, off, len, 0, 0, UDP_CHECKSUM_OFFSET);
+    }
     let sum = partialSum(this.hdr, l4Off, UDP_HEADER_LEN, pseudo);
     sum = partialSum(payload, off, len, sum);
     const c = finish(sum);
@@ -206,7 +215,7 @@ export class FrameSink {
       if (len <= 0) return;
     }
     if (segSize === 0) segSize = len;
-    for (; len > 0; off += segSize, len -= segSize) this.udp4(src, dst, srcPort, dstPort, buf, off, len < segSize ? len : segSize);
+    for (; len > 0; off += segSize, len -= segSize) this.udp4(src, dst, srcPort, dstPort, buf, off, len < segSize ? len : segSize, true);
   }
 
   /** udp4Run over IPv6. */
@@ -226,7 +235,7 @@ export class FrameSink {
       if (len <= 0) return;
     }
     if (segSize === 0) segSize = len;
-    for (; len > 0; off += segSize, len -= segSize) this.udp6(src, dst, srcPort, dstPort, buf, off, len < segSize ? len : segSize);
+    for (; len > 0; off += segSize, len -= segSize) this.udp6(src, dst, srcPort, dstPort, buf, off, len < segSize ? len : segSize, true);
   }
 
   /**
@@ -238,7 +247,7 @@ export class FrameSink {
       this.setGsoParts(parts, count);
       if (this.udpGso(L4_OFF, pseudoSum4(src, dst, PROTO_UDP, UDP_HEADER_LEN + total), srcPort, dstPort, total, segSize) !== 'unsupported') return;
     }
-    for (let i = 0; i < count; i++) this.udp4(src, dst, srcPort, dstPort, parts[i], 0, parts[i].length);
+    for (let i = 0; i < count; i++) this.udp4(src, dst, srcPort, dstPort, parts[i], 0, parts[i].length, true);
   }
 
   /** udp4Parts over IPv6. */
@@ -247,7 +256,7 @@ export class FrameSink {
       this.setGsoParts(parts, count);
       if (this.udpGso(L4_OFF6, pseudoSum6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + total), srcPort, dstPort, total, segSize) !== 'unsupported') return;
     }
-    for (let i = 0; i < count; i++) this.udp6(src, dst, srcPort, dstPort, parts[i], 0, parts[i].length);
+    for (let i = 0; i < count; i++) this.udp6(src, dst, srcPort, dstPort, parts[i], 0, parts[i].length, true);
   }
 
   private setGsoParts(parts: Uint8Array[], count: number): void {
@@ -289,10 +298,13 @@ export class FrameSink {
     return ok ? 'ok' : 'dropped';
   }
 
-  /** A UDP datagram to the guest. */
-  udp4(src: number, dst: number, srcPort: number, dstPort: number, payload: Uint8Array, off: number, len: number): boolean {
+  /**
+   * A UDP datagram to the guest. `csumOffload`: leave the checksum to the kernel where the tap
+   * takes offload: for NAT traffic, not for DHCP (its clients read raw frames and may check it).
+   */
+  udp4(src: number, dst: number, srcPort: number, dstPort: number, payload: Uint8Array, off: number, len: number, csumOffload = false): boolean {
     if (!this.ip4(src, dst, PROTO_UDP, UDP_HEADER_LEN + len)) return false;
-    return this.udpAfterIp(L4_OFF, pseudoSum4(src, dst, PROTO_UDP, UDP_HEADER_LEN + len), srcPort, dstPort, payload, off, len);
+    return this.udpAfterIp(L4_OFF, pseudoSum4(src, dst, PROTO_UDP, UDP_HEADER_LEN + len), srcPort, dstPort, payload, off, len, csumOffload);
   }
 
   /**
@@ -334,9 +346,9 @@ export class FrameSink {
   }
 
   /** A UDP datagram to the guest over IPv6. */
-  udp6(src: Uint8Array, dst: Uint8Array, srcPort: number, dstPort: number, payload: Uint8Array, off: number, len: number): boolean {
+  udp6(src: Uint8Array, dst: Uint8Array, srcPort: number, dstPort: number, payload: Uint8Array, off: number, len: number, csumOffload = false): boolean {
     if (!this.ip6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + len, 64)) return false;
-    return this.udpAfterIp(L4_OFF6, pseudoSum6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + len), srcPort, dstPort, payload, off, len);
+    return this.udpAfterIp(L4_OFF6, pseudoSum6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + len), srcPort, dstPort, payload, off, len, csumOffload);
   }
 
   /**
