@@ -67,8 +67,8 @@ try {
           ['iperf3', '-c', NET.server, '-p', String(PORTS.iperf), '-u', '-b', '0', '-l', String(Math.min(mtu - 28, 8000)), '-t', String(SECONDS), '-J', ...(path === 'udp-down' ? ['-R'] : [])],
           { timeoutMs: (SECONDS + 30) * 1000 },
         );
-        const sum = (JSON.parse(res.stdout) as { end: { sum: { bits_per_second: number; lost_percent: number } } }).end.sum;
-        head = `## ${path} world, MTU ${mtu}: received ${(sum.bits_per_second / 1e6).toFixed(0)} Mbit/s, ${sum.lost_percent.toFixed(1)} % lost`;
+        const end = (JSON.parse(res.stdout) as { end: { sum: { lost_percent: number }; sum_received?: { bits_per_second: number } } }).end;
+        head = `## ${path} world, MTU ${mtu}: received ${((end.sum_received?.bits_per_second ?? 0) / 1e6).toFixed(0)} Mbit/s, ${end.sum.lost_percent.toFixed(1)} % lost`;
       } else {
         const r = await loadRow(s, 'container', NET.server, PORTS.iperf, SECONDS, path === 'download');
         head = `## ${path} ${path === 'upload' ? '→' : '←'} world, MTU ${mtu}: ${r.gbps?.toFixed(2) ?? r.error} Gbit/s, stack CPU ${r.cpuSeconds?.toFixed(2)} s (${r.cpuPerGB?.toFixed(2)} s/GB)`;

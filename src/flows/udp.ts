@@ -139,7 +139,9 @@ export class UdpNat<A = number> {
       this.counters.dropped++;
       return;
     }
-    const b = this.binding(src, srcPort);
+    // A burst comes from one guest socket: skip the key and the map for the binding of the last.
+    const last = this.lastBinding;
+    const b = last !== null && last.guest === src && last.guestPort === srcPort && !last.closed ? last : this.binding(src, srcPort);
     if (b === null) {
       this.counters.dropped++;
       return;
@@ -179,6 +181,7 @@ export class UdpNat<A = number> {
       return;
     }
     this.counters.hostSends++;
+    this.touch(b);
     const r = b.socket.sendSegments(buf, this.runOffs, this.runLens, n, this.runHost, this.runPort);
     if (r < 0) {
       this.counters.sendErrors += n;
@@ -189,11 +192,15 @@ export class UdpNat<A = number> {
     }
   }
 
+  /** The binding the last guest datagram used (see input). */
+  private lastBinding: UdpBinding<A> | null = null;
+
   private binding(src: A, srcPort: number): UdpBinding<A> | null {
     const key = `${src}:${srcPort}`;
     let b = this.bindings.get(key);
     if (b) {
       this.touch(b);
+      this.lastBinding = b;
       return b;
     }
     if (this.bindings.size >= this.limit) {
@@ -211,6 +218,7 @@ export class UdpNat<A = number> {
     }
     this.bindings.set(key, binding);
     this.counters.opened++;
+    this.lastBinding = binding;
     return binding;
   }
 
