@@ -212,8 +212,9 @@ export class UdpNat<A = number> {
     try {
       binding.socket = new UdpHost(this.env.family ?? 4, this.env.bindAddress ?? null, (n: number) => this.fromHost(binding, n));
     } catch (e) {
-      this.counters.socketErrors++;
-      this.env.log.warn({ err: (e as Error).message, guest: key }, 'udp: cannot open a host socket');
+      // Out of fds, say: every datagram would fail the same way, so the log says it at powers of two.
+      const n = ++this.counters.socketErrors;
+      if ((n & (n - 1)) === 0) this.env.log.warn({ err: (e as Error).message, guest: key, count: n }, 'udp: cannot open a host socket (datagram dropped)');
       return null;
     }
     this.bindings.set(key, binding);
