@@ -109,3 +109,25 @@ describe('UdpNat batching', () => {
     expect(n.counters.toGuest).toBe(40);
   });
 });
+
+describe('UdpNat host socket failures', () => {
+  it('drops and counts datagrams whose host socket cannot be opened, logging at powers of two', () => {
+    const warned: number[] = [];
+    const log = { ...silentLogger(), warn: (o: { count: number }) => warned.push(o.count) } as unknown as ReturnType<typeof silentLogger>;
+    const n = new UdpNat({
+      toGuest: () => {},
+      route: () => '127.0.0.1',
+      unroute: () => GW,
+      unreachable: () => {},
+      bindAddress: '192.0.2.77', // not an address of this host: bind fails (EADDRNOTAVAIL)
+      log,
+    });
+    cleanups.push(() => n.closeAll());
+    const d = Buffer.from('x');
+    for (let i = 0; i < 9; i++) expect(() => n.input(GUEST, GW, 40000 + i, 9, d, 0, 1)).not.toThrow();
+    expect(n.counters.socketErrors).toBe(9);
+    expect(n.counters.dropped).toBe(9);
+    expect(n.active).toBe(0);
+    expect(warned).toEqual([1, 2, 4, 8]);
+  });
+});
