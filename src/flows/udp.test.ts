@@ -1,7 +1,7 @@
 // UdpNat over real loopback sockets: guest datagrams held for one batch go out together (one
 // segmented send), and host datagrams read together reach the guest together, each intact.
 import dgram from 'node:dgram';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { UdpNat } from './udp.js';
 import { parseIpv4 } from '../wire/ipv4.js';
 import { silentLogger } from '../log.js';
@@ -129,5 +129,28 @@ describe('UdpNat host socket failures', () => {
     expect(n.counters.dropped).toBe(9);
     expect(n.active).toBe(0);
     expect(warned).toEqual([1, 2, 4, 8]);
+  });
+});
+
+describe('UdpNat table order', () => {
+  it('evicts the least recently used binding, not one in steady use', async () => {
+    const srv = await server();
+    vi.useFakeTimers({ toFake: ['Date'] });
+    cleanups.push(() => vi.useRealTimers());
+    vi.setSystemTime(0);
+    const n = new UdpNat({ toGuest: () => {}, route: () => '127.0.0.1', unroute: () => GW, unreachable: () => {}, log: silentLogger() }, 2);
+    cleanups.push(() => n.closeAll());
+    const d = Buffer.from('x');
+    const send = (port: number): void => n.input(GUEST, GW, port, srv.port, d, 0, 1);
+    send(40000); // A, used every half second from here on
+    vi.setSystemTime(100);
+    send(40001); // B, used once
+    for (let t = 500; t <= 3000; t += 500) {
+      vi.setSystemTime(t);
+      send(40000);
+    }
+    send(40002); // C: the table is full, B goes
+    expect(n.counters.evicted).toBe(1);
+    expect(n.list().map((b) => b.guest).sort()).toEqual([`${GUEST}:40000`, `${GUEST}:40002`]);
   });
 });

@@ -53,6 +53,8 @@ export interface UdpNatEnv<A = number> {
 
 export class UdpBinding<A = number> {
   lastUsed: number;
+  /** When it last moved to the end of the table's least-recently-used order. */
+  orderedAt: number;
   closed = false;
   socket: UdpHostHandle | null = null;
   constructor(
@@ -62,6 +64,7 @@ export class UdpBinding<A = number> {
     now: number,
   ) {
     this.lastUsed = now;
+    this.orderedAt = now;
   }
 }
 
@@ -102,7 +105,6 @@ export class UdpNat<A = number> {
   private readonly lastV6 = new Uint8Array(16);
   private lastV6Set = false;
   private lastFrom: A | null = null;
-  private lastFromText = '';
 
   constructor(
     private readonly env: UdpNatEnv<A>,
@@ -307,8 +309,7 @@ export class UdpNat<A = number> {
       const v4 = meta[i * 4 + 3];
       if (v4 !== this.lastV4) {
         this.lastV4 = v4;
-        this.lastFromText = formatIpv4(v4 >>> 0);
-        this.lastFrom = this.env.unroute(this.lastFromText);
+        this.lastFrom = this.env.unroute(formatIpv4(v4 >>> 0));
       }
       return this.lastFrom;
     }
@@ -322,27 +323,29 @@ export class UdpNat<A = number> {
       const addr = ipaddr.fromByteArray(Array.from(this.lastV6));
       // An IPv4 peer on a dual-stack socket shows as ::ffff:a.b.c.d.
       const text = addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() ? (addr as ipaddr.IPv6).toIPv4Address().toString() : addr.toString();
-      this.lastFromText = text;
       this.lastFrom = this.env.unroute(text);
     }
     return this.lastFrom;
   }
 
-  /** Mark a binding used: Map order is least recently used first. */
+  /**
+   * Mark a binding used. Map order is least recently used first, to within a second: a binding
+   * moves to the end at most once a second (`orderedAt`), not on every datagram.
+   */
   private touch(b: UdpBinding<A>): void {
     const now = Date.now();
-    if (b.closed || now - b.lastUsed < 1000) {
-      b.lastUsed = now;
-      return;
-    }
     b.lastUsed = now;
+    if (b.closed || now - b.orderedAt < 1000) return;
+    b.orderedAt = now;
     this.bindings.delete(b.key);
     this.bindings.set(b.key, b);
   }
 
   private expire(): void {
     const cutoff = Date.now() - this.idleMs;
-    for (const b of [...this.bindings.values()]) {
+    for (const b of this.bindings.values()) {
+      // Map order is orderedAt order, and lastUsed ≥ orderedAt: the rest are newer.
+      if (b.orderedAt > cutoff) break;
       if (b.lastUsed > cutoff) continue;
       this.close(b);
       this.counters.expired++;
