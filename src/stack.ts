@@ -205,8 +205,8 @@ export class Stack {
       mtu: this.config.mtu,
     });
     this.udp = new UdpNat({
-      toGuest: (src, dst, sp, dp, buf, off, len, seg) => this.sink.udp4Run(src, dst, sp, dp, buf, off, len, seg),
-      toGuestParts: (src, dst, sp, dp, parts, n, seg, total) => this.sink.udp4Parts(src, dst, sp, dp, parts, n, seg, total),
+      toGuest: (src, dst, sp, dp, buf, off, len, seg) => this.sink.udpRun(src, dst, sp, dp, buf, off, len, seg),
+      toGuestParts: (src, dst, sp, dp, parts, n, seg, total) => this.sink.udpParts(src, dst, sp, dp, parts, n, seg, total),
       route: (dst, port) => this.hostAddressFor(dst, port),
       unroute: (address) => this.guestAddressFor(address),
       unreachable: (guest, gport, dst, dport, err) => {
@@ -242,8 +242,8 @@ export class Stack {
       this.dhcp6 = new Dhcpv6Server({ mac: this.config.gatewayMac, dns: dns6, search: deps.dnsSearch });
       this.udp6 = new UdpNat<string>({
         family: 6,
-        toGuest: (src, dst, sp, dp, buf, off, len, seg) => this.sink.udp6Run(this.bytes6(src), this.bytes6(dst), sp, dp, buf, off, len, seg),
-        toGuestParts: (src, dst, sp, dp, parts, n, seg, total) => this.sink.udp6Parts(this.bytes6(src), this.bytes6(dst), sp, dp, parts, n, seg, total),
+        toGuest: (src, dst, sp, dp, buf, off, len, seg) => this.sink.udpRun(this.bytes6(src), this.bytes6(dst), sp, dp, buf, off, len, seg),
+        toGuestParts: (src, dst, sp, dp, parts, n, seg, total) => this.sink.udpParts(this.bytes6(src), this.bytes6(dst), sp, dp, parts, n, seg, total),
         route: (dst, port) => this.hostAddressFor6(dst, port),
         unroute: (address) => this.guestAddressFor6(address),
         unreachable: (guest, gport, dst, dport, err) => {

@@ -67,7 +67,7 @@ describe('FrameSink UDP runs (GSO_UDP_L4)', () => {
   it('writes datagrams of one sender as one GSO_UDP_L4 frame the kernel splits', () => {
     const w = new UdpWriter();
     const sink = new FrameSink(w, GW_MAC, () => GUEST_MAC);
-    sink.udp4Parts(SRC, DST, 53, 40000, parts, 3, 1000, 2600);
+    sink.udpParts(SRC, DST, 53, 40000, parts, 3, 1000, 2600);
     expect(w.frames.length).toBe(1);
     const f = w.frames[0];
     expect([f.gsoType, f.gsoSize, f.csumStart, f.csumOffset, f.hdrLen]).toEqual([5, 1000, 34, 6, 42]);
@@ -78,7 +78,7 @@ describe('FrameSink UDP runs (GSO_UDP_L4)', () => {
     expect((f.frame[34 + 6] << 8) | f.frame[34 + 7]).toBe(pseudoSum4(SRC, DST, 17, 8 + 2600));
     expect(Buffer.from(f.frame.subarray(42)).equals(Buffer.concat(parts))).toBe(true);
     // One contiguous buffer of 1000-byte datagrams (a GRO read): the same frame.
-    sink.udp4Run(SRC, DST, 53, 40000, Buffer.concat(parts), 0, 2600, 1000);
+    sink.udpRun(SRC, DST, 53, 40000, Buffer.concat(parts), 0, 2600, 1000);
     expect(w.frames.length).toBe(2);
     expect([w.frames[1].gsoType, w.frames[1].gsoSize, w.frames[1].hdrLen]).toEqual([5, 1000, 42]);
     expect(Buffer.from(w.frames[1].frame.subarray(34, 42)).equals(Buffer.from(f.frame.subarray(34, 42)))).toBe(true);
@@ -87,15 +87,15 @@ describe('FrameSink UDP runs (GSO_UDP_L4)', () => {
 
   it('sends one frame a datagram when the tap has no offload, or the kernel refuses GSO_UDP_L4', () => {
     const plain = new RecordingWriter();
-    new FrameSink(plain, GW_MAC, () => GUEST_MAC).udp4Parts(SRC, DST, 53, 40000, parts, 3, 1000, 2600);
+    new FrameSink(plain, GW_MAC, () => GUEST_MAC).udpParts(SRC, DST, 53, 40000, parts, 3, 1000, 2600);
     expect(plain.frames.map((f) => f.length - 42)).toEqual([1000, 1000, 600]);
     const old = new UdpWriter();
     old.refuse = 'EINVAL';
     const sink = new FrameSink(old, GW_MAC, () => GUEST_MAC);
-    sink.udp4Run(SRC, DST, 53, 40000, Buffer.concat(parts), 0, 2600, 1000);
+    sink.udpRun(SRC, DST, 53, 40000, Buffer.concat(parts), 0, 2600, 1000);
     // Each datagram alone, its checksum still left to the kernel.
     expect(old.frames.map((f) => [f.gsoType, f.csumStart, f.csumOffset, f.frame.length - 42])).toEqual([[0, 34, 6, 1000], [0, 34, 6, 1000], [0, 34, 6, 600]]);
-    sink.udp4Parts(SRC, DST, 53, 40000, parts, 3, 1000, 2600); // not tried again
+    sink.udpParts(SRC, DST, 53, 40000, parts, 3, 1000, 2600); // not tried again
     expect(old.frames.length).toBe(6);
     expect(sink.dropped).toBe(0);
   });

@@ -36,6 +36,9 @@ const IP_OFF = ETH_HEADER_LEN;
 const L4_OFF = ETH_HEADER_LEN + IPV4_MIN_HEADER;
 const L4_OFF6 = ETH_HEADER_LEN + IPV6_HEADER_LEN;
 
+/** A UDP source or destination: a uint32 IPv4 address or 16 IPv6 bytes. */
+export type UdpAddr = number | Uint8Array;
+
 export class FrameSink {
   /** Frames we could not write (tap queue full). */
   dropped = 0;
@@ -197,66 +200,57 @@ export class FrameSink {
   /**
    * Datagrams of `segSize` bytes back to back in buf[off, +len) (the last may be shorter), all
    * from src:srcPort: one GSO_UDP_L4 frame (the guest kernel splits it) with offload, else one
-   * frame each. `segSize` 0: one datagram.
+   * frame each. `segSize` 0: one datagram. The family follows the addresses: uint32 IPv4, or
+   * 16-byte IPv6.
    */
-  udp4Run(src: number, dst: number, srcPort: number, dstPort: number, buf: Uint8Array, off: number, len: number, segSize: number): void {
+  udpRun(src: UdpAddr, dst: UdpAddr, srcPort: number, dstPort: number, buf: Uint8Array, off: number, len: number, segSize: number): void {
     if (segSize > 0 && len > segSize && this.offload && this.uso) {
-      const most = Math.floor((0xffff - IPV4_MIN_HEADER - UDP_HEADER_LEN) / segSize) * segSize;
+      const ipHdr = typeof src === 'number' ? IPV4_MIN_HEADER : 0; // an IPv6 payload length excludes its header
+      const most = Math.floor((0xffff - ipHdr - UDP_HEADER_LEN) / segSize) * segSize;
       while (len > segSize) {
         const k = len < most ? len : most;
-        if (!this.ip4(src, dst, PROTO_UDP, UDP_HEADER_LEN + k)) return;
+        const pseudo = this.udpIp(src, dst, UDP_HEADER_LEN + k);
+        if (pseudo < 0) return;
         this.gsoParts.length = 2;
         this.gsoParts[1] = buf.subarray(off, off + k);
-        const r = this.udpGso(L4_OFF, pseudoSum4(src, dst, PROTO_UDP, UDP_HEADER_LEN + k), srcPort, dstPort, k, segSize);
-        if (r === 'unsupported') break;
+        if (this.udpGso(src, pseudo, srcPort, dstPort, k, segSize) === 'unsupported') break;
         off += k;
         len -= k;
       }
       if (len <= 0) return;
     }
     if (segSize === 0) segSize = len;
-    for (; len > 0; off += segSize, len -= segSize) this.udp4(src, dst, srcPort, dstPort, buf, off, len < segSize ? len : segSize, true);
-  }
-
-  /** udp4Run over IPv6. */
-  udp6Run(src: Uint8Array, dst: Uint8Array, srcPort: number, dstPort: number, buf: Uint8Array, off: number, len: number, segSize: number): void {
-    if (segSize > 0 && len > segSize && this.offload && this.uso) {
-      const most = Math.floor((0xffff - UDP_HEADER_LEN) / segSize) * segSize;
-      while (len > segSize) {
-        const k = len < most ? len : most;
-        if (!this.ip6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + k, 64)) return;
-        this.gsoParts.length = 2;
-        this.gsoParts[1] = buf.subarray(off, off + k);
-        const r = this.udpGso(L4_OFF6, pseudoSum6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + k), srcPort, dstPort, k, segSize);
-        if (r === 'unsupported') break;
-        off += k;
-        len -= k;
-      }
-      if (len <= 0) return;
-    }
-    if (segSize === 0) segSize = len;
-    for (; len > 0; off += segSize, len -= segSize) this.udp6(src, dst, srcPort, dstPort, buf, off, len < segSize ? len : segSize, true);
+    for (; len > 0; off += segSize, len -= segSize) this.udpOne(src, dst, srcPort, dstPort, buf, off, len < segSize ? len : segSize);
   }
 
   /**
    * Datagrams parts[0, count) from src:srcPort, each `segSize` bytes but the last (≤), `total`
    * in all (≤ 65000): one GSO_UDP_L4 frame with offload, else one frame each.
    */
-  udp4Parts(src: number, dst: number, srcPort: number, dstPort: number, parts: Uint8Array[], count: number, segSize: number, total: number): void {
-    if (count > 1 && this.offload && this.uso && this.ip4(src, dst, PROTO_UDP, UDP_HEADER_LEN + total)) {
+  udpParts(src: UdpAddr, dst: UdpAddr, srcPort: number, dstPort: number, parts: Uint8Array[], count: number, segSize: number, total: number): void {
+    if (count > 1 && this.offload && this.uso) {
+      const pseudo = this.udpIp(src, dst, UDP_HEADER_LEN + total);
+      if (pseudo < 0) return;
       this.setGsoParts(parts, count);
-      if (this.udpGso(L4_OFF, pseudoSum4(src, dst, PROTO_UDP, UDP_HEADER_LEN + total), srcPort, dstPort, total, segSize) !== 'unsupported') return;
+      if (this.udpGso(src, pseudo, srcPort, dstPort, total, segSize) !== 'unsupported') return;
     }
-    for (let i = 0; i < count; i++) this.udp4(src, dst, srcPort, dstPort, parts[i], 0, parts[i].length, true);
+    for (let i = 0; i < count; i++) this.udpOne(src, dst, srcPort, dstPort, parts[i], 0, parts[i].length);
   }
 
-  /** udp4Parts over IPv6. */
-  udp6Parts(src: Uint8Array, dst: Uint8Array, srcPort: number, dstPort: number, parts: Uint8Array[], count: number, segSize: number, total: number): void {
-    if (count > 1 && this.offload && this.uso && this.ip6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + total, 64)) {
-      this.setGsoParts(parts, count);
-      if (this.udpGso(L4_OFF6, pseudoSum6(src, 0, dst, 0, NH_UDP, UDP_HEADER_LEN + total), srcPort, dstPort, total, segSize) !== 'unsupported') return;
+  /** Ethernet + IP header of a UDP frame from src to dst; the pseudo-header sum, or -1 when the guest MAC is unknown. */
+  private udpIp(src: UdpAddr, dst: UdpAddr, l4Len: number): number {
+    if (typeof src === 'number') {
+      const d = dst as number;
+      return this.ip4(src, d, PROTO_UDP, l4Len) ? pseudoSum4(src, d, PROTO_UDP, l4Len) : -1;
     }
-    for (let i = 0; i < count; i++) this.udp6(src, dst, srcPort, dstPort, parts[i], 0, parts[i].length, true);
+    const d = dst as Uint8Array;
+    return this.ip6(src, 0, d, 0, NH_UDP, l4Len, 64) ? pseudoSum6(src, 0, d, 0, NH_UDP, l4Len) : -1;
+  }
+
+  /** One NAT datagram (checksum left to the kernel where the tap takes offload). */
+  private udpOne(src: UdpAddr, dst: UdpAddr, srcPort: number, dstPort: number, buf: Uint8Array, off: number, len: number): void {
+    if (typeof src === 'number') this.udp4(src, dst as number, srcPort, dstPort, buf, off, len, true);
+    else this.udp6(src, dst as Uint8Array, srcPort, dstPort, buf, off, len, true);
   }
 
   private setGsoParts(parts: Uint8Array[], count: number): void {
@@ -273,10 +267,11 @@ export class FrameSink {
   private usoConfirmed = false;
 
   /**
-   * One GSO_UDP_L4 frame of gsoParts, the IP header already in place: the checksum field holds the
+   * One GSO_UDP_L4 frame of gsoParts, the IP header (of src's family) already in place: the checksum field holds the
    * pseudo-header sum (for the whole length), which the kernel adjusts per datagram.
    */
-  private udpGso(l4Off: number, pseudo: number, srcPort: number, dstPort: number, len: number, segSize: number): 'ok' | 'dropped' | 'unsupported' {
+  private udpGso(src: UdpAddr, pseudo: number, srcPort: number, dstPort: number, len: number, segSize: number): 'ok' | 'dropped' | 'unsupported' {
+    const l4Off = typeof src === 'number' ? L4_OFF : L4_OFF6;
     writeUdpHeader(this.hdr, l4Off, srcPort, dstPort, len);
     writeU16(this.hdr, l4Off + UDP_CHECKSUM_OFFSET, pseudo);
     const hdrLen = l4Off + UDP_HEADER_LEN;
