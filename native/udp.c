@@ -56,8 +56,8 @@ static uint8_t *uh_addrs;
 static napi_ref uh_ring_ref;
 static napi_env uh_env;
 static napi_async_context uh_actx;
-static struct mmsghdr uh_msgs[UH_MAX_SEGMENTS];
-static struct iovec uh_iov[UH_MAX_SEGMENTS];
+static struct mmsghdr uh_msgs[UH_SLOTS];
+static struct iovec uh_iov[UH_SLOTS];
 static struct sockaddr_storage uh_names[UH_SLOTS];
 static char uh_cmsg[UH_SLOTS][CMSG_SPACE(sizeof(int))];
 
@@ -264,7 +264,8 @@ static napi_value uh_send_segments(napi_env env, napi_callback_info info) {
     total += (size_t)lens[i];
   }
   int seg = lens[0];
-  int result = -1;
+  int result = 0;
+  bool sent = false; /* result is final (a count, or -errno: -1 is EPERM, not "not yet") */
   /* One sendmsg with UDP_SEGMENT when every datagram but the last has the first one's size. */
   bool gso = count > 1 && seg > 0 && seg < u->gso_fail_min && total <= 65000;
   for (int i = 1; gso && i < count; i++) {
@@ -282,11 +283,11 @@ static napi_value uh_send_segments(napi_env env, napi_callback_info info) {
     memcpy(CMSG_DATA(c), &s16, sizeof s16);
     ssize_t r;
     do r = sendmsg(u->h.fd, &m, MSG_DONTWAIT); while (r < 0 && errno == EINTR);
-    if (r >= 0) result = (int)count;
+    if (r >= 0) { result = (int)count; sent = true; }
     else if (errno == EINVAL || errno == EIO || errno == EOPNOTSUPP || errno == EMSGSIZE) u->gso_fail_min = seg; /* one by one below */
-    else result = -errno;
+    else { result = -errno; sent = true; }
   }
-  if (result == -1) {
+  if (!sent) {
     for (int i = 0; i < count; i++) {
       memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
       msgs[i].msg_hdr.msg_name = &ss;
