@@ -15,9 +15,9 @@
  * slirp4netns/libslirp hostfwd.
  */
 
-import { catchInternal, guarded } from '../internalError.js';
 import net from 'node:net';
 import type { Logger } from 'pino';
+import { guarded, reportInternalError } from '../internalError.js';
 import { SpliceRelay, dupFd, resetClose, type SpliceRelay as SpliceRelayHandle } from '../native.js';
 import { NetnsSockets } from './netnsSockets.js';
 import { describeEndpoint, hostPort, listenAddresses, listenTcp, noIpv6 } from './listen.js';
@@ -118,14 +118,13 @@ export class TcpForward {
   }
 
   private server(): net.Server {
-    const srv = net.createServer({ pauseOnConnect: true, noDelay: true }, guarded(this.env.log, this.env.counters, 'a connection to a TCP forward', (sock: net.Socket) => {
+    const srv = net.createServer({ pauseOnConnect: true, noDelay: true }, (sock) => {
       try {
         this.accepted(sock);
       } catch (e) {
-        if (!sock.destroyed) sock.resetAndDestroy();
-        throw e;
+        this.internalError(sock, e);
       }
-    }));
+    });
     srv.on('error', (e) => this.env.log.warn({ err: e.message, rule: this.rule.text }, 'forward listener error'));
     return srv;
   }
@@ -143,10 +142,13 @@ export class TcpForward {
       if (!this.env.tap || !this.env.tap.openToGuest(this.rule.guestAddress, this.rule.guestPort, sock, this.rule)) c.tcpFailed++;
       return;
     }
-    catchInternal(this.env.log, this.env.counters, 'a connection to a TCP forward', this.splice(sock).catch((e: unknown) => {
-      if (!sock.destroyed) sock.resetAndDestroy();
-      throw e;
-    }));
+    this.splice(sock).catch((e: unknown) => this.internalError(sock, e));
+  }
+
+  /** Handling an accepted connection threw (a bug): the client gets a RST, the rest goes on. */
+  private internalError(sock: net.Socket, e: unknown): void {
+    if (!sock.destroyed) sock.resetAndDestroy();
+    reportInternalError(this.env.log, this.env.counters, 'a connection to a TCP forward', e);
   }
 
   /** Targets in order (see the header). */

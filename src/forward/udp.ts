@@ -15,10 +15,10 @@
  * while its socket is being made, idle mappings expire after `idleMs`.
  */
 
-import { catchInternal, guarded } from '../internalError.js';
 import type dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from 'pino';
+import { catchInternal, guarded } from '../internalError.js';
 import { DgramBatch, closeFd, type DgramBatch as DgramBatchHandle } from '../native.js';
 import { bindUdp, describeEndpoint, listenAddresses, noIpv6 } from './listen.js';
 import type { NetnsSockets } from './netnsSockets.js';

@@ -18,12 +18,12 @@
  * beyond that new queries are dropped (and counted) — the guest's resolver retries.
  */
 
-import { reportInternalError } from '../internalError.js';
 import dgram from 'node:dgram';
 import { randomFillSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
+import { reportInternalError } from '../internalError.js';
 import { DnsMessage, DnsRcode, DNS_ERROR_RESPONSE_MAX, DNS_MAX_NAME, dnsNamesEqual, writeDnsErrorResponse } from '../wire/dns.js';
 
 export interface DnsUpstream {
