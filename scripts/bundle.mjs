@@ -1,29 +1,59 @@
-// Bundle each CLI entry (tsc's output in dist/) into one ES module file, so start-up reads and
-// links one file instead of ~80 (dist/ plus commander, pino, ipaddr.js): ESM loading was most of
-// slipway's launch → ready time. Run by `npm run build` / `prepare` after tsc.
+// Bundle each CLI entry (tsc's output in dist/) into one CommonJS file, so start-up reads and
+// compiles one file instead of ~80 (dist/ plus commander, pino, ipaddr.js), and write each
+// bundle's V8 code cache. Run by `npm run build` / `prepare` after tsc.
 //
-// The bundles sit one level below the package root (dist/*.bundle.js) like dist/native.js, so
-// paths computed from import.meta.url (build/Release, package.json) stay right. bin/slipway and
-// bin/slipway-slirp4netns use a bundle only when it is at least as new as tsc's output, and fall
-// back to dist/cli/*.js otherwise (e.g. after a bare `tsc`), so a stale bundle never runs.
-// pino-pretty is required at run time only on a terminal (src/log.ts) and is not bundled.
+//   dist/slipway.bundle.cjs      ← dist/cli/main.js              (bin/slipway)
+//   dist/slirp4netns.bundle.cjs  ← dist/cli/slirp4netnsMain.js   (bin/slipway-slirp4netns)
+//   dist/NAME.bundle.cache       V8 bytecode after a `--version` run (src/cli/boot.cts)
+//
+// CommonJS, not ESM, because only a script compiled through vm.Script can take a code cache on
+// Node 20; import.meta.url becomes the bundle's own file URL. The bundles sit one level below the
+// package root like dist/native.js, so paths computed from it (build/Release, package.json) stay
+// right. bin/slipway and bin/slipway-slirp4netns use a bundle only when it is at least as new as
+// tsc's output, and fall back to dist/cli/*.js otherwise (e.g. after a bare `tsc`), so a stale
+// bundle never runs. pino-pretty is required at run time only on a terminal (src/log.ts) and is
+// not bundled.
 import { build } from 'esbuild';
+import { spawnSync } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const entries = { 'slipway.bundle': 'dist/cli/main.js', 'slirp4netns.bundle': 'dist/cli/slirp4netns.js' };
+const dist = join(root, 'dist');
+const entries = { slipway: 'dist/cli/main.js', slirp4netns: 'dist/cli/slirp4netnsMain.js' };
+
+// A cache must never outlive its bundle (boot.cts also ignores one older than the bundle). The
+// ESM bundles of earlier builds are removed too: nothing starts them any more.
+for (const name of Object.keys(entries)) {
+  for (const f of [`${name}.bundle.cache`, `${name}.bundle.js`, `${name}.bundle.js.map`]) rmSync(join(dist, f), { force: true });
+}
 
 await build({
   absWorkingDir: root,
-  entryPoints: Object.fromEntries(Object.entries(entries)),
+  entryPoints: Object.fromEntries(Object.entries(entries).map(([name, entry]) => [`${name}.bundle`, entry])),
   outdir: 'dist',
+  outExtension: { '.js': '.cjs' },
   bundle: true,
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
   target: 'node20',
   sourcemap: 'linked',
   legalComments: 'none',
   logLevel: 'warning',
-  // The bundled CommonJS packages (pino, commander, ipaddr.js) call require() for Node built-ins.
-  banner: { js: "import { createRequire as __slipwayCreateRequire } from 'node:module'; const require = __slipwayCreateRequire(import.meta.url);" },
+  define: { 'import.meta.url': '__slipwayBundleUrl' },
+  banner: { js: "var __slipwayBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
 });
+
+// The cache is made by this Node (the one `npm install` runs), in a process of its own: the
+// bundle's --version ends the process it runs in. A failure here costs start-up time, not function.
+const boot = join(dist, 'cli', 'boot.cjs');
+for (const name of Object.keys(entries)) {
+  const bundle = join(dist, `${name}.bundle.cjs`);
+  const cache = join(dist, `${name}.bundle.cache`);
+  const code = `require(${JSON.stringify(boot)}).writeCodeCache(${JSON.stringify(bundle)}, ${JSON.stringify(cache)})`;
+  const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0 || !existsSync(cache)) {
+    process.stderr.write(`bundle: no code cache for ${name} (exit ${r.status}): ${(r.stderr || r.error?.message || '').trim().slice(0, 500)}\n`);
+  }
+}

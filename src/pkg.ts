@@ -1,7 +1,7 @@
 /**
  * Where the package is installed. Like native.ts, this module sits one level below the package
  * root in every form it runs in (src/ under vitest, dist/ after tsc, and the single-file bundles
- * dist/*.bundle.js, where every module shares the bundle's import.meta.url), so `..` is the root.
+ * dist/*.bundle.cjs, where import.meta.url is the bundle's own URL), so `..` is the root.
  */
 
 import { readFileSync } from 'node:fs';

@@ -19,9 +19,7 @@
  * starts (see native/launcher.c and src/cli/sandbox.ts); this file checks that it did.
  */
 
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
-import { basename } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import ipaddr from 'ipaddr.js';
 import { DEFAULT_GATEWAY_MAC, planIpv4, planIpv6 } from '../config.js';
@@ -494,15 +492,4 @@ export async function main(argv: string[], argv0: string, env: NodeJS.ProcessEnv
     log.fatal({ code: error.code }, error.message);
     return 1;
   }
-}
-
-// Run when executed directly (bin/slipway-slirp4netns execs `node dist/cli/slirp4netns.js ARGS`).
-if (process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))) {
-  main(process.argv.slice(2), basename(process.env['SLIPWAY_ARGV0'] ?? 'slipway-slirp4netns')).then(
-    (code) => process.exit(code),
-    (e) => {
-      process.stderr.write(`slipway-slirp4netns: internal error: ${(e as Error).stack ?? e}\n`);
-      process.exit(70);
-    },
-  );
 }

@@ -1,0 +1,92 @@
+/**
+ * Start-up of the one-file bundles (dist/NAME.bundle.cjs, scripts/bundle.mjs) with a V8 code cache.
+ *
+ * Compiling the 590 KB bundle, and then compiling lazily each function start-up runs, was a third
+ * of slipway's launch → ready time. Node 20 has no compile cache for modules (Node 22's
+ * `module.enableCompileCache` is not there), so the bundle is CommonJS and compiled here through
+ * `vm.Script` with `cachedData`: bytecode V8 serialized at build time (`writeCodeCache`, run by
+ * scripts/bundle.mjs after a `--version` run, so it also holds the functions that run compiled).
+ *
+ * The cache is only an accelerator. It is used when it is newer than the bundle (the build deletes
+ * it before bundling and writes it after, so a cache from an earlier bundle is never taken for this
+ * one: V8's own check compares the source length, not its content). V8 rejects it by itself when it
+ * was made by another V8 version or with other V8 flags; then the bundle compiles as it would
+ * without one. Missing, stale or rejected, slipway starts the same, only slower.
+ */
+import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { basename, dirname, join } from 'node:path';
+import { Script } from 'node:vm';
+
+/** What happened to the code cache of the last `boot`. */
+export type CodeCacheStatus = 'used' | 'rejected' | 'stale' | 'missing';
+
+/** The bundle and cache paths of a bundle name ('slipway', 'slirp4netns') in a dist directory. */
+export function bundlePaths(dist: string, name: string): { bundle: string; cache: string } {
+  return { bundle: join(dist, `${name}.bundle.cjs`), cache: join(dist, `${name}.bundle.cache`) };
+}
+
+// The CommonJS wrapper, as Node's loader writes it. It is part of the cached source, so boot and
+// writeCodeCache must wrap alike.
+const wrap = (source: string): string => `(function (exports, require, module, __filename, __dirname) { ${source}\n});`;
+
+function mtime(path: string): number {
+  try {
+    return statSync(path).mtimeMs;
+  } catch {
+    return -1;
+  }
+}
+
+function compile(bundle: string, cache: string | undefined): { script: Script; status: CodeCacheStatus } {
+  const source = readFileSync(bundle, 'utf8');
+  let cachedData: Buffer | undefined;
+  let status: CodeCacheStatus = 'missing';
+  if (cache !== undefined) {
+    const cacheTime = mtime(cache);
+    if (cacheTime >= 0 && cacheTime < mtime(bundle)) status = 'stale';
+    else if (cacheTime >= 0) {
+      try {
+        cachedData = readFileSync(cache);
+      } catch {
+        /* unreadable: as if missing */
+      }
+    }
+  }
+  const script = new Script(wrap(source), { filename: bundle, ...(cachedData ? { cachedData } : {}) });
+  if (cachedData) status = script.cachedDataRejected ? 'rejected' : 'used';
+  return { script, status };
+}
+
+function run(script: Script, bundle: string): void {
+  const fn = script.runInThisContext() as (e: object, r: NodeJS.Require, m: object, f: string, d: string) => void;
+  const mod = { exports: {}, id: bundle, filename: bundle, loaded: false };
+  fn.call(mod.exports, mod.exports, createRequire(bundle), mod, bundle, dirname(bundle));
+}
+
+/**
+ * Compile and run a bundle, with its code cache when one fits. The bundle's own top level starts
+ * the program (it reads process.argv as usual). Returns what happened to the cache.
+ */
+export function boot(bundle: string, cache: string): CodeCacheStatus {
+  const { script, status } = compile(bundle, cache);
+  run(script, bundle);
+  return status;
+}
+
+/**
+ * Build step: run `BUNDLE --version` in this process and, when it exits, write the code cache of
+ * everything compiled by then (the module top levels and the command-line parser) to `cache`,
+ * through a temporary file and a rename. Only scripts/bundle.mjs calls this, in a process of its
+ * own, because the bundle's `--version` ends the process.
+ */
+export function writeCodeCache(bundle: string, cache: string): void {
+  const { script } = compile(bundle, undefined);
+  process.on('exit', () => {
+    const tmp = join(dirname(cache), `.${basename(cache)}.${process.pid}`);
+    writeFileSync(tmp, script.createCachedData());
+    renameSync(tmp, cache);
+  });
+  process.argv = [process.argv[0] ?? process.execPath, bundle, '--version'];
+  run(script, bundle);
+}

@@ -1,0 +1,98 @@
+// Start-up of the one-file bundles with a V8 code cache (boot.cts), on the built dist/cli/boot.cjs:
+// the cache is used when it fits, ignored when it is older than the bundle or made for something
+// else, and the bundle runs the same in every case.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const dist = fileURLToPath(new URL('../../dist/', import.meta.url));
+const bootFile = join(dist, 'cli', 'boot.cjs');
+type Status = 'used' | 'rejected' | 'stale' | 'missing';
+const { boot, bundlePaths } = createRequire(import.meta.url)(bootFile) as {
+  boot(bundle: string, cache: string): Status;
+  bundlePaths(dist: string, name: string): { bundle: string; cache: string };
+};
+
+const dir = mkdtempSync(join(tmpdir(), 'slipway-boot-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// A stand-in bundle: records what it saw, in this process or (for writeCodeCache) on stdout.
+const SOURCE = `
+const seen = { file: __filename, dir: __dirname, path: typeof require('node:path').join, args: process.argv.slice(2), exportsIsThis: this === module.exports };
+function lazilyCompiled(n) { return n * 2; }
+seen.lazy = lazilyCompiled(21);
+if (globalThis.__bootTest) globalThis.__bootTest.push(seen);
+else { process.stdout.write(JSON.stringify(seen)); process.exit(0); }
+`;
+
+function writeCache(bundle: string, cache: string): ReturnType<typeof spawnSync> {
+  const code = `require(${JSON.stringify(bootFile)}).writeCodeCache(${JSON.stringify(bundle)}, ${JSON.stringify(cache)})`;
+  return spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 30_000 });
+}
+
+// In a process of its own each time: V8 keeps scripts it compiled in a per-isolate cache, and a
+// second compile of the same source in one process never looks at cachedData.
+function runBoot(bundle: string, cache: string): { status: Status; seen: Record<string, unknown> } {
+  const code = `globalThis.__bootTest = []; const status = require(${JSON.stringify(bootFile)}).boot(${JSON.stringify(bundle)}, ${JSON.stringify(cache)}); process.stdout.write(JSON.stringify({ status, runs: globalThis.__bootTest }));`;
+  const r = spawnSync(process.execPath, ['-e', code, '--', 'a1'], { encoding: 'utf8', timeout: 30_000 });
+  expect(r.status, r.stderr).toBe(0);
+  const out = JSON.parse(r.stdout) as { status: Status; runs: Record<string, unknown>[] };
+  expect(out.runs).toHaveLength(1);
+  return { status: out.status, seen: out.runs[0]! };
+}
+
+describe('boot', () => {
+  const { bundle, cache } = bundlePaths(dir, 'test');
+  writeFileSync(bundle, SOURCE);
+
+  it('runs a bundle without a cache as Node would run a CommonJS file', () => {
+    const { status, seen } = runBoot(bundle, cache);
+    expect(status).toBe('missing');
+    expect(seen).toMatchObject({ file: bundle, dir, path: 'function', exportsIsThis: true, lazy: 42 });
+    expect(seen['args']).toEqual([]);
+  });
+
+  it('writeCodeCache runs the bundle with --version and leaves a cache that boot then uses', () => {
+    const r = writeCache(bundle, cache);
+    expect(r.status, String(r.stderr)).toBe(0);
+    expect(JSON.parse(String(r.stdout))).toMatchObject({ args: ['--version'], lazy: 42 });
+    expect(existsSync(cache)).toBe(true);
+    const { status, seen } = runBoot(bundle, cache);
+    expect(status).toBe('used');
+    expect(seen).toMatchObject({ file: bundle, lazy: 42 });
+  });
+
+  it('ignores a cache older than its bundle (a later build of the same length)', () => {
+    const later = new Date(Date.now() + 60_000);
+    utimesSync(bundle, later, later);
+    const { status, seen } = runBoot(bundle, cache);
+    expect(status).toBe('stale');
+    expect(seen['lazy']).toBe(42);
+  });
+
+  it('runs the bundle when V8 rejects the cache', () => {
+    writeFileSync(cache, Buffer.alloc(4096, 0x5a));
+    const later = new Date(Date.now() + 120_000);
+    utimesSync(cache, later, later);
+    const { status, seen } = runBoot(bundle, cache);
+    expect(status).toBe('rejected');
+    expect(seen['lazy']).toBe(42);
+  });
+});
+
+describe('the built bundles', () => {
+  it.each(['slipway', 'slirp4netns'])('%s has a code cache that this Node accepts', (name) => {
+    const paths = bundlePaths(dist, name);
+    expect(existsSync(paths.cache), `${paths.cache} (npm run build writes it)`).toBe(true);
+    // boot returns before the bundle's async main prints the version and exits.
+    const code = `process.argv = [process.execPath, 'bundle', '--version']; const b = require(${JSON.stringify(bootFile)}); const p = b.bundlePaths(${JSON.stringify(dist)}, ${JSON.stringify(name)}); process.stderr.write('cache:' + b.boot(p.bundle, p.cache) + '\\n');`;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toContain('cache:used');
+    expect(r.stdout).toMatch(/\d+\.\d+\.\d+/);
+  });
+});
