@@ -105,6 +105,19 @@ describe.skipIf(!!reason)(titled('stack life cycle', reason), () => {
       expect(r.code, r.stderr).toBe(0);
     });
 
+    it('run as a program, starts Node without NODE_EXTRA_CA_CERTS and gives it back to the command it runs', async () => {
+      // Node warns at start that it cannot load a missing CA file: slipway's own Node must not see
+      // the variable (bin/slipway moves it aside), the command must see it unchanged.
+      const ca = '/nonexistent/slipway-test-ca.pem';
+      const r = await lab().runUnpriv(
+        [join(REPO, 'bin/slipway'), 'run', '--dns-upstream', NET.dns, '--', 'sh', '-c', 'printf "%s|%s" "$NODE_EXTRA_CA_CERTS" "${SLIPWAY_NODE_EXTRA_CA_CERTS-unset}"'],
+        { env: { ...lab().unprivEnv(), NODE_EXTRA_CA_CERTS: ca } },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toBe(`${ca}|unset`);
+      expect(r.stderr).not.toMatch(/extra certs/);
+    });
+
     it('`slipway run` configures the tap (10.0.2.100) and reaches the world from inside', async () => {
       const r = await lab().runUnpriv([
         ...slipway, 'run', '--dns-upstream', NET.dns, '--', 'sh', '-c',

@@ -60,6 +60,13 @@ describe.skipIf(!!reason)(titled('slipway-slirp4netns: the slirp4netns drop-in',
     expect(r.stdout, r.stderr).toBe(WORLD_HTTP_BODY);
   });
 
+  it('starts Node without NODE_EXTRA_CA_CERTS (Node would warn that it cannot load this file)', async () => {
+    const ctr = await lab().createContainer();
+    const s = await start(['-c', String(ctr.pid), 'tap0'], { NODE_EXTRA_CA_CERTS: '/nonexistent/slipway-test-ca.pem' });
+    expect(s.ready()).toBe('1');
+    expect(s.stderr()).not.toMatch(/extra certs/);
+  });
+
   it('--cidr=10.0.135.128/25: the configured address is 10.0.135.228', async () => {
     const ctr = await lab().createContainer();
     await start(['-c', '--cidr=10.0.135.128/25', String(ctr.pid), 'tap11']);
