@@ -4,7 +4,8 @@
 //
 //   dist/slipway.bundle.cjs      ← dist/cli/main.js              (bin/slipway)
 //   dist/slirp4netns.bundle.cjs  ← dist/cli/slirp4netnsMain.js   (bin/slipway-slirp4netns)
-//   dist/NAME.bundle.cache       V8 bytecode after a `--version` run (src/cli/boot.cts)
+//   dist/NAME.bundle.cache       the bundle's SHA-256, then V8 bytecode after a `--version` run
+//                                (src/cli/boot.cts)
 //
 // CommonJS, not ESM, because only a script compiled through vm.Script can take a code cache on
 // Node 20; import.meta.url becomes the bundle's own file URL. The bundles sit one level below the
@@ -23,8 +24,9 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = join(root, 'dist');
 const entries = { slipway: 'dist/cli/main.js', slirp4netns: 'dist/cli/slirp4netnsMain.js' };
 
-// A cache must never outlive its bundle (boot.cts also ignores one older than the bundle). The
-// ESM bundles of earlier builds are removed too: nothing starts them any more.
+// A failed cache write must not leave the previous build's cache (boot.cts would ignore it, as it
+// carries the hash of another bundle, but it is dead weight). The ESM bundles of earlier builds
+// are removed too: nothing starts them any more.
 for (const name of Object.keys(entries)) {
   for (const f of [`${name}.bundle.cache`, `${name}.bundle.js`, `${name}.bundle.js.map`]) rmSync(join(dist, f), { force: true });
 }

@@ -7,18 +7,20 @@
  * `vm.Script` with `cachedData`: bytecode V8 serialized at build time (`writeCodeCache`, run by
  * scripts/bundle.mjs after a `--version` run, so it also holds the functions that run compiled).
  *
- * The cache is only an accelerator. It is used when it is newer than the bundle (the build deletes
- * it before bundling and writes it after, so a cache from an earlier bundle is never taken for this
- * one: V8's own check compares the source length, not its content). V8 rejects it by itself when it
- * was made by another V8 version or with other V8 flags; then the bundle compiles as it would
- * without one. Missing, stale or rejected, slipway starts the same, only slower.
+ * The cache is only an accelerator. Its file starts with the SHA-256 of the bundle it was made
+ * from, and is used only for that bundle: V8's own check compares the source's length, not its
+ * content, and bytecode of another bundle of the same length would run as if it were this one's
+ * (hashing the 590 KB takes well under a millisecond). V8 rejects the rest by itself when it was
+ * made by another V8 version or with other V8 flags; then the bundle compiles as it would without
+ * one. Missing, stale or rejected, slipway starts the same, only slower.
  */
-import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 
-/** What happened to the code cache of the last `boot`. */
+/** What happened to the code cache: used, rejected by V8, made for another bundle (stale), missing. */
 export type CodeCacheStatus = 'used' | 'rejected' | 'stale' | 'missing';
 
 /** The bundle and cache paths of a bundle name ('slipway', 'slirp4netns') in a dist directory. */
@@ -30,32 +32,28 @@ export function bundlePaths(dist: string, name: string): { bundle: string; cache
 // writeCodeCache must wrap alike.
 const wrap = (source: string): string => `(function (exports, require, module, __filename, __dirname) { ${source}\n});`;
 
-function mtime(path: string): number {
-  try {
-    return statSync(path).mtimeMs;
-  } catch {
-    return -1;
-  }
-}
+const HASH_BYTES = 32;
+const sourceHash = (source: string): Buffer => createHash('sha256').update(source).digest();
 
-function compile(bundle: string, cache: string | undefined): { script: Script; status: CodeCacheStatus } {
+function compile(bundle: string, cache: string | undefined): { script: Script; source: string; status: CodeCacheStatus } {
   const source = readFileSync(bundle, 'utf8');
   let cachedData: Buffer | undefined;
   let status: CodeCacheStatus = 'missing';
   if (cache !== undefined) {
-    const cacheTime = mtime(cache);
-    if (cacheTime >= 0 && cacheTime < mtime(bundle)) status = 'stale';
-    else if (cacheTime >= 0) {
-      try {
-        cachedData = readFileSync(cache);
-      } catch {
-        /* unreadable: as if missing */
-      }
+    let file: Buffer | undefined;
+    try {
+      file = readFileSync(cache);
+    } catch {
+      /* missing or unreadable */
+    }
+    if (file) {
+      if (file.length > HASH_BYTES && file.subarray(0, HASH_BYTES).equals(sourceHash(source))) cachedData = file.subarray(HASH_BYTES);
+      else status = 'stale';
     }
   }
   const script = new Script(wrap(source), { filename: bundle, ...(cachedData ? { cachedData } : {}) });
   if (cachedData) status = script.cachedDataRejected ? 'rejected' : 'used';
-  return { script, status };
+  return { script, source, status };
 }
 
 function run(script: Script, bundle: string): void {
@@ -75,16 +73,16 @@ export function boot(bundle: string, cache: string): CodeCacheStatus {
 }
 
 /**
- * Build step: run `BUNDLE --version` in this process and, when it exits, write the code cache of
- * everything compiled by then (the module top levels and the command-line parser) to `cache`,
- * through a temporary file and a rename. Only scripts/bundle.mjs calls this, in a process of its
+ * Build step: run `BUNDLE --version` in this process and, when it exits, write the bundle's hash
+ * and the code cache of everything compiled by then (the module top levels and the command-line
+ * parser) to `cache`, through a temporary file and a rename. Only scripts/bundle.mjs calls this, in a process of its
  * own, because the bundle's `--version` ends the process.
  */
 export function writeCodeCache(bundle: string, cache: string): void {
-  const { script } = compile(bundle, undefined);
+  const { script, source } = compile(bundle, undefined);
   process.on('exit', () => {
     const tmp = join(dirname(cache), `.${basename(cache)}.${process.pid}`);
-    writeFileSync(tmp, script.createCachedData());
+    writeFileSync(tmp, Buffer.concat([sourceHash(source), script.createCachedData()]));
     renameSync(tmp, cache);
   });
   process.argv = [process.argv[0] ?? process.execPath, bundle, '--version'];

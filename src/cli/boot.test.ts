@@ -1,8 +1,9 @@
 // Start-up of the one-file bundles with a V8 code cache (boot.cts), on the built dist/cli/boot.cjs:
-// the cache is used when it fits, ignored when it is older than the bundle or made for something
-// else, and the bundle runs the same in every case.
+// the cache is used when it fits, ignored when it was made for another bundle or another V8, and
+// the bundle runs the same in every case.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,18 +67,19 @@ describe('boot', () => {
     expect(seen).toMatchObject({ file: bundle, lazy: 42 });
   });
 
-  it('ignores a cache older than its bundle (a later build of the same length)', () => {
-    const later = new Date(Date.now() + 60_000);
-    utimesSync(bundle, later, later);
+  it('ignores a cache made for another bundle of the same length (V8 itself would take it)', () => {
+    writeFileSync(bundle, SOURCE.replace('n * 2', 'n + n'));
     const { status, seen } = runBoot(bundle, cache);
     expect(status).toBe('stale');
     expect(seen['lazy']).toBe(42);
+    writeFileSync(bundle, SOURCE);
+    expect(runBoot(bundle, cache).status).toBe('used');
   });
 
   it('runs the bundle when V8 rejects the cache', () => {
-    writeFileSync(cache, Buffer.alloc(4096, 0x5a));
-    const later = new Date(Date.now() + 120_000);
-    utimesSync(cache, later, later);
+    // The right hash in front of bytes that are not a V8 code cache.
+    const hash = createHash('sha256').update(SOURCE).digest();
+    writeFileSync(cache, Buffer.concat([hash, Buffer.alloc(4096, 0x5a)]));
     const { status, seen } = runBoot(bundle, cache);
     expect(status).toBe('rejected');
     expect(seen['lazy']).toBe(42);
