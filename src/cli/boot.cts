@@ -23,6 +23,9 @@ import { Script } from 'node:vm';
 /** What happened to the code cache: used, rejected by V8, made for another bundle (stale), missing. */
 export type CodeCacheStatus = 'used' | 'rejected' | 'stale' | 'missing';
 
+/** Where boot leaves the status for the bundle's code to report (src/cli/serve.ts logs it). */
+export const CODE_CACHE_STATUS = Symbol.for('slipway.codeCache');
+
 /** The bundle and cache paths of a bundle name ('slipway', 'slirp4netns') in a dist directory. */
 export function bundlePaths(dist: string, name: string): { bundle: string; cache: string } {
   return { bundle: join(dist, `${name}.bundle.cjs`), cache: join(dist, `${name}.bundle.cache`) };
@@ -64,10 +67,12 @@ function run(script: Script, bundle: string): void {
 
 /**
  * Compile and run a bundle, with its code cache when one fits. The bundle's own top level starts
- * the program (it reads process.argv as usual). Returns what happened to the cache.
+ * the program (it reads process.argv as usual). Returns what happened to the cache, which is also
+ * left in `globalThis[Symbol.for('slipway.codeCache')]` for the bundle.
  */
 export function boot(bundle: string, cache: string): CodeCacheStatus {
   const { script, status } = compile(bundle, cache);
+  (globalThis as Record<symbol, unknown>)[CODE_CACHE_STATUS] = status;
   run(script, bundle);
   return status;
 }

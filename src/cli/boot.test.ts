@@ -23,7 +23,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // A stand-in bundle: records what it saw, in this process or (for writeCodeCache) on stdout.
 const SOURCE = `
-const seen = { file: __filename, dir: __dirname, path: typeof require('node:path').join, args: process.argv.slice(2), exportsIsThis: this === module.exports };
+const seen = { file: __filename, dir: __dirname, path: typeof require('node:path').join, args: process.argv.slice(2), exportsIsThis: this === module.exports, status: globalThis[Symbol.for('slipway.codeCache')] };
 function lazilyCompiled(n) { return n * 2; }
 seen.lazy = lazilyCompiled(21);
 if (globalThis.__bootTest) globalThis.__bootTest.push(seen);
@@ -53,7 +53,7 @@ describe('boot', () => {
   it('runs a bundle without a cache as Node would run a CommonJS file', () => {
     const { status, seen } = runBoot(bundle, cache);
     expect(status).toBe('missing');
-    expect(seen).toMatchObject({ file: bundle, dir, path: 'function', exportsIsThis: true, lazy: 42 });
+    expect(seen).toMatchObject({ file: bundle, dir, path: 'function', exportsIsThis: true, lazy: 42, status: 'missing' });
     expect(seen['args']).toEqual([]);
   });
 
@@ -64,7 +64,7 @@ describe('boot', () => {
     expect(existsSync(cache)).toBe(true);
     const { status, seen } = runBoot(bundle, cache);
     expect(status).toBe('used');
-    expect(seen).toMatchObject({ file: bundle, lazy: 42 });
+    expect(seen).toMatchObject({ file: bundle, lazy: 42, status: 'used' });
   });
 
   it('ignores a cache made for another bundle of the same length (V8 itself would take it)', () => {

@@ -315,6 +315,9 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     }
   }
 
+  // How bin/ started this code: the fate of the bundle's V8 code cache (src/cli/boot.cts), or
+  // 'no bundle' when Node runs the modules of dist/cli/ (or src/ under a test runner).
+  const codeCache = (globalThis as Record<symbol, unknown>)[Symbol.for('slipway.codeCache')] ?? 'no bundle';
   log.info(
     {
       targetPid: 'pid' in target ? target.pid : undefined,
@@ -328,9 +331,13 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
       // Since the process started (performance.timeOrigin), and the CPU it used to get here.
       startupMs: Math.round(performance.now()),
       startupCpuMs: cpuMs(process.cpuUsage()),
+      codeCache,
     },
     'serving',
   );
+  if (codeCache === 'rejected' || codeCache === 'stale') {
+    log.warn({ codeCache }, 'the start-up code cache does not fit this Node or this bundle, so start-up compiled everything (slower): `npm run build` rewrites it');
+  }
   if (plan.readyFd !== undefined) {
     try {
       fs.writeSync(plan.readyFd, '1');
