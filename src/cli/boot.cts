@@ -80,8 +80,8 @@ export function boot(bundle: string, cache: string): CodeCacheStatus {
 /**
  * Build step: run `BUNDLE --version` in this process and, when it exits, write the bundle's hash
  * and the code cache of everything compiled by then (the module top levels and the command-line
- * parser) to `cache`, through a temporary file and a rename. Only scripts/bundle.mjs calls this, in a process of its
- * own, because the bundle's `--version` ends the process.
+ * parser) to `cache`, through a temporary file and a rename. Only scripts/bundle.mjs calls this,
+ * in a process of its own, because the bundle's `--version` ends the process.
  */
 export function writeCodeCache(bundle: string, cache: string): void {
   const { script, source } = compile(bundle, undefined);
