@@ -1,6 +1,7 @@
 // Chart for bench:compare results: a hand-written SVG (no dependencies), one small panel per
-// metric with a bar per stack for each MTU, the slipway ÷ best-peer ratio under each group, and a
-// title with the date, machine and versions.
+// metric with a bar per stack for each MTU (the median, with a whisker over the range of the
+// rounds), the slipway ÷ best-peer ratio under each group, and a title with the date, machine and
+// versions.
 //
 //   npx tsx bench/chart.ts [IN.json] [OUT.svg]     default docs/bench/latest.json → docs/bench/compare.svg
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -58,7 +59,7 @@ export function renderChart(res: CompareResult): string {
     o.push(`<text x="${lx + 19}" y="92" font-size="13" fill="#111">${esc(s)}</text>`);
     lx += 30 + s.length * 8;
   });
-  o.push(`<text x="${lx + 10}" y="92" font-size="12" fill="#555">under each MTU group: slipway ÷ best peer (green = goal met, red = not)</text>`);
+  o.push(`<text x="${lx + 10}" y="92" font-size="12" fill="#555">bar: median of the rounds, whisker: their range · under each MTU group: slipway ÷ best peer (green = goal met, red = not)</text>`);
 
   metrics.forEach((met, idx) => {
     const x0 = left + (idx % cols) * (pw + gap);
@@ -99,7 +100,11 @@ function panel(
   const plotTop = y0 + 52;
   const plotBottom = y0 + ph - 50;
   const plotH = plotBottom - plotTop;
-  const values = res.runs.flatMap((r) => r.stacks.map((s) => s.metrics[met.id]?.value).filter((v): v is number => v !== undefined));
+  // The scale holds the highest round too, so each bar's whisker (the range of its rounds) fits.
+  const values = res.runs.flatMap((r) => r.stacks.flatMap((s) => {
+    const v = s.metrics[met.id];
+    return v?.value === undefined ? [] : [v.value, ...(v.samples ?? [])];
+  }));
   const vmax = niceMax(Math.max(0, ...values));
   // grid
   for (let g = 0; g <= 2; g++) {
@@ -123,7 +128,17 @@ function panel(
       }
       const h = vmax > 0 ? (plotH * v.value) / vmax : 0;
       o.push(`<rect x="${bx + 1}" y="${plotBottom - h}" width="${bw - 2}" height="${Math.max(h, 0.5)}" fill="${color(s, si)}"><title>${esc(`${s} MTU ${run.mtu}: ${v.value} ${met.unit}`)}</title></rect>`);
-      o.push(`<text x="${bx + bw / 2}" y="${plotBottom - h - 3}" font-size="9" fill="#222" text-anchor="middle">${esc(short(v.value, met.digits))}</text>`);
+      const rounds = v.samples ?? [];
+      let labelY = plotBottom - h - 3;
+      if (rounds.length > 1 && vmax > 0) {
+        const lo = plotBottom - (plotH * Math.min(...rounds)) / vmax;
+        const hi = plotBottom - (plotH * Math.max(...rounds)) / vmax;
+        const cx = bx + bw / 2;
+        const tip = esc(`${s} MTU ${run.mtu}: rounds ${rounds.map((r) => short(r, met.digits)).join(', ')}`);
+        o.push(`<path d="M${cx} ${lo}V${hi}M${cx - 3} ${lo}h6M${cx - 3} ${hi}h6" stroke="#333" stroke-width="1" fill="none"><title>${tip}</title></path>`);
+        labelY = Math.min(labelY, hi - 3);
+      }
+      o.push(`<text x="${bx + bw / 2}" y="${labelY}" font-size="9" fill="#222" text-anchor="middle">${esc(short(v.value, met.digits))}</text>`);
     });
     o.push(`<text x="${gx + gw / 2}" y="${plotBottom + 14}" font-size="10.5" fill="#444" text-anchor="middle">MTU ${run.mtu}</text>`);
     const rat = run.ratios[met.id];
