@@ -86,6 +86,8 @@ bool sw_def_class(napi_env env, napi_value exports, const char *name, napi_callb
 
 bool sw_get_int(napi_env env, napi_value v, const char *name, int64_t min, int64_t max, int64_t *out);
 bool sw_get_bytes(napi_env env, napi_value v, const char *name, uint8_t **data, size_t *len);
+/* v must be an Int32Array (else TypeError `usage`): its elements and their count. */
+bool sw_get_int32s(napi_env env, napi_value v, const char *usage, int32_t **data, size_t *len);
 /* v must be an array (else TypeError `usage`); its length in *len. */
 bool sw_get_array(napi_env env, napi_value v, const char *usage, uint32_t *len);
 /* iov[k] = the bytes of arr[first + k], k < n (each a Uint8Array or Buffer, else a TypeError that

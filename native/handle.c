@@ -88,6 +88,17 @@ bool sw_get_bytes(napi_env env, napi_value v, const char *name, uint8_t **data, 
   return false;
 }
 
+bool sw_get_int32s(napi_env env, napi_value v, const char *usage, int32_t **data, size_t *len) {
+  napi_typedarray_type t;
+  void *p;
+  if (napi_get_typedarray_info(env, v, &t, len, &p, NULL, NULL) != napi_ok || t != napi_int32_array) {
+    sw_throw_type(env, usage);
+    return false;
+  }
+  *data = p;
+  return true;
+}
+
 bool sw_get_array(napi_env env, napi_value v, const char *usage, uint32_t *len) {
   bool is_arr = false;
   if (napi_is_array(env, v, &is_arr) != napi_ok || !is_arr) {

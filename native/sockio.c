@@ -28,17 +28,10 @@ static napi_value sio_write_slices(napi_env env, napi_callback_info info) {
   uint8_t *buf;
   size_t buf_len;
   if (!sw_get_bytes(env, argv[1], "buf", &buf, &buf_len)) return NULL;
-  bool is_ta = false;
-  napi_typedarray_type tt;
-  size_t ol_n = 0;
-  void *ol_data = NULL;
-  if (napi_is_typedarray(env, argv[2], &is_ta) != napi_ok || !is_ta ||
-      napi_get_typedarray_info(env, argv[2], &tt, &ol_n, &ol_data, NULL, NULL) != napi_ok || tt != napi_int32_array) {
-    sw_throw_type(env, usage);
-    return NULL;
-  }
+  int32_t *ol;
+  size_t ol_n;
+  if (!sw_get_int32s(env, argv[2], usage, &ol, &ol_n)) return NULL;
   if (!sw_get_int(env, argv[3], "count", 0, (int64_t)(ol_n / 2), &count)) return NULL;
-  const int32_t *ol = ol_data;
   for (int64_t i = 0; i < count; i++) {
     int32_t off = ol[2 * i], len = ol[2 * i + 1];
     if (off < 0 || len < 0 || (size_t)off + (size_t)len > buf_len) { sw_throw_range(env, "writeSlices: slice outside buf"); return NULL; }

@@ -236,14 +236,7 @@ static napi_value uh_send_segments(napi_env env, napi_callback_info info) {
   if (!sw_get_bytes(env, argv[0], "buf", &buf, &blen)) return NULL;
   int32_t *offs, *lens;
   size_t n1, n2;
-  napi_typedarray_type tt;
-  void *d;
-  napi_value ab;
-  size_t bo;
-  if (napi_get_typedarray_info(env, argv[1], &tt, &n1, &d, &ab, &bo) != napi_ok || tt != napi_int32_array) { sw_throw_type(env, usage); return NULL; }
-  offs = d;
-  if (napi_get_typedarray_info(env, argv[2], &tt, &n2, &d, &ab, &bo) != napi_ok || tt != napi_int32_array) { sw_throw_type(env, usage); return NULL; }
-  lens = d;
+  if (!sw_get_int32s(env, argv[1], usage, &offs, &n1) || !sw_get_int32s(env, argv[2], usage, &lens, &n2)) return NULL;
   int64_t count, port;
   if (!sw_get_int(env, argv[3], "count", 1, UH_MAX_SEGMENTS, &count)) return NULL;
   if ((size_t)count > n1 || (size_t)count > n2) { sw_throw_range(env, "count is over the offsets/lengths given"); return NULL; }
