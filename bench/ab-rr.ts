@@ -13,12 +13,16 @@
 //
 // Each build directory is a full checkout with `npm run build` done (bin/, dist/, build/Release),
 // e.g. `git worktree add --detach /tmp/slw/base HEAD`, a node_modules symlink, `npm run build`.
+// `--peers slirp4netns,pasta` runs the peers in the same alternation (launched as bench:compare
+// launches them), for CPU per transaction side by side; `--node-args '--trace-gc'` passes node
+// flags to the slipway builds. Environment: AB_THREADS=1 prints each row's CPU per op by thread,
+// AB_STDERR=PREFIX writes each stack's output to PREFIX-<build>-<round>.log.
 // Rounds alternate the order of the builds; the summary prints medians and every sample.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type Container, Lab, NET, PORTS, Stack } from '../test/lab/lab.js';
-import { BENCH_PORTS, buildRr, containerIperfServer, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, cpuSteal, processTree, startBenchServers, threadCpuSeconds } from './harness.js';
+import { type Container, Lab, NET, PORTS, Stack, type StackKind } from '../test/lab/lab.js';
+import { BENCH_PORTS, buildRr, launch, containerIperfServer, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, cpuSteal, processTree, startBenchServers, threadCpuSeconds } from './harness.js';
 import { sleep } from '../test/lab/exec.js';
 
 const { values: args } = parseArgs({
@@ -29,6 +33,9 @@ const { values: args } = parseArgs({
     mtu: { type: 'string', default: '65520' },
     rows: { type: 'string', default: 'rr,crr' },
     env: { type: 'string', multiple: true },
+    peers: { type: 'string', default: '' },
+    /** node flags for the slipway builds, space-separated (e.g. --trace-gc, which NODE_OPTIONS refuses). */
+    'node-args': { type: 'string', default: '' },
   },
   strict: true,
 });
@@ -36,9 +43,14 @@ const { values: args } = parseArgs({
 const builds = (args.build ?? []).map((b) => {
   const i = b.indexOf('=');
   const [dir, ...envs] = b.slice(i + 1).split('@');
-  return { name: b.slice(0, i), dir, env: Object.fromEntries(envs.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])) };
+  return { name: b.slice(0, i), dir, env: Object.fromEntries(envs.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])), peer: undefined as StackKind | undefined };
 });
-if (builds.length === 0) throw new Error('--build NAME=DIR (one or more)');
+// --peers slirp4netns,pasta: the peers run in the same alternation, launched as bench:compare does.
+for (const p of (args.peers ?? '').split(',').filter(Boolean)) {
+  if (p !== 'slirp4netns' && p !== 'pasta') throw new Error(`--peers: unknown stack '${p}' (slirp4netns, pasta)`);
+  builds.push({ name: p, dir: '', env: {}, peer: p });
+}
+if (builds.length === 0) throw new Error('--build NAME=DIR or --peers (one or more)');
 const ROUNDS = Number(args.rounds);
 const SECONDS = Number(args.seconds);
 const MTU = args.mtu!;
@@ -73,7 +85,8 @@ function taskCount(pid: number): number {
 
 async function tapPackets(c: Container): Promise<{ rx: number; tx: number }> {
   const r = await c.exec(['cat', '/proc/net/dev']);
-  const f = (/^\s*tap0:(.*)$/m.exec(r.stdout)?.[1] ?? '').trim().split(/\s+/).map(Number);
+  // tap0 (slipway, slirp4netns) or the host interface's name (pasta): the one that is not lo.
+  const f = (/^\s*(?!lo:)[\w.@-]+:(.*)$/m.exec(r.stdout.split('\n').slice(2).join('\n'))?.[1] ?? '').trim().split(/\s+/).map(Number);
   return { rx: f[1] ?? NaN, tx: f[9] ?? NaN };
 }
 
@@ -86,21 +99,30 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? builds : [...builds].reverse();
       for (const b of order) {
-        const container = await lab.createContainer();
-        const argv = [
-          ...lab.unprivPrefix(), process.execPath, join(b.dir, 'bin/slipway'), '--configure', '--mtu', MTU,
-          '--dns-upstream', NET.dns, '--ready-fd', '3',
-          ...(FWD ? ['-p', `127.0.0.1:${BENCH_PORTS.forwardHost}:${BENCH_PORTS.containerIperf}`] : []), String(container.pid),
-        ];
-        const child = lab.spawnTracked(`ab-${b.name}-${round}`, argv, { env: { ...lab.unprivEnv(), ...extraEnv, ...b.env }, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
-        const stack = new Stack('slipway', child, argv, { gateway: '10.0.2.2', dns: '10.0.2.3', guest: '10.0.2.100' });
-        await new Promise<void>((resolve, reject) => {
-          const t = setTimeout(() => reject(new Error(`${b.name}: not ready: ${stack.stderr.text()}`)), 20_000);
-          (child.stdio[3] as NodeJS.ReadableStream).once('data', () => {
-            clearTimeout(t);
-            resolve();
+        let container: Container;
+        let stack: Stack;
+        if (b.peer) {
+          const s = await launch(lab, b.peer, { mtu: Number(MTU), forward: FWD, env: extraEnv });
+          if (FWD && !s.forward.ok) throw new Error(`${b.name}: forward: ${s.forward.error}`);
+          ({ container, stack } = s);
+        } else {
+          container = await lab.createContainer();
+          const argv = [
+            ...lab.unprivPrefix(), process.execPath, ...args['node-args']!.split(' ').filter(Boolean), join(b.dir, 'bin/slipway'), '--configure', '--mtu', MTU,
+            '--dns-upstream', NET.dns, '--ready-fd', '3',
+            ...(FWD ? ['-p', `127.0.0.1:${BENCH_PORTS.forwardHost}:${BENCH_PORTS.containerIperf}`] : []), String(container.pid),
+          ];
+          const child = lab.spawnTracked(`ab-${b.name}-${round}`, argv, { env: { ...lab.unprivEnv(), ...extraEnv, ...b.env }, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+          stack = new Stack('slipway', child, argv, { gateway: '10.0.2.2', dns: '10.0.2.3', guest: '10.0.2.100' });
+          const st = stack;
+          await new Promise<void>((resolve, reject) => {
+            const t = setTimeout(() => reject(new Error(`${b.name}: not ready: ${st.stderr.text()}`)), 20_000);
+            (child.stdio[3] as NodeJS.ReadableStream).once('data', () => {
+              clearTimeout(t);
+              resolve();
+            });
           });
-        });
+        }
         await sleep(200);
         const r = results.get(b.name) ?? {};
         results.set(b.name, r);
@@ -151,8 +173,10 @@ async function main(): Promise<void> {
           const f0 = await tapPackets(container);
           const w0 = wakeups(stack.pid);
           const c0 = cpuSeconds(tree);
+          const t0 = threadCpuSeconds(nodePid);
           const out = await container.exec([rrBin, `client-${row}`, NET.server, String(port), String(SECONDS)], { timeoutMs: 60_000 });
           const c1 = cpuSeconds(tree);
+          const t1 = threadCpuSeconds(nodePid);
           const w1 = wakeups(stack.pid);
           const f1 = await tapPackets(container);
           const j = parseJsonLine(out.stdout);
@@ -163,6 +187,9 @@ async function main(): Promise<void> {
           const n = row === 'rr' ? j.transactions! : j.connections!;
           add(row === 'rr' ? 'rr_us' : 'crr_per_s', row === 'rr' ? j.mean_us! : j.per_second!);
           add(`${row}_cpu_us`, ((c1 - c0) * 1e6) / n);
+          // The main thread alone (slipway's event loop; a peer's only thread).
+          add(`${row}_main_cpu_us`, (((t1.get('main') ?? 0) - (t0.get('main') ?? 0)) * 1e6) / n);
+          if (process.env.AB_THREADS) process.stderr.write(`${b.name} ${row} threads µs/op: ${[...t1].map(([k, v]) => `${k}=${(((v - (t0.get(k) ?? 0)) * 1e6) / n).toFixed(1)}`).join(' ')}; tree ${tree.join(',')}\n`);
           // Frames the stack wrote to the guest (tap0 rx in the container) and read from it, per op.
           add(`${row}_frames_to_guest`, (f1.rx - f0.rx) / n);
           add(`${row}_frames_from_guest`, (f1.tx - f0.tx) / n);
@@ -178,6 +205,7 @@ async function main(): Promise<void> {
         add('steal_pct', (100 * (steal1.steal - steal0.steal)) / Math.max(1, steal1.total - steal0.total));
         stopIperf?.();
         await stack.stop('SIGTERM', 5000);
+        if (process.env.AB_STDERR) writeFileSync(`${process.env.AB_STDERR}-${b.name}-${round}.log`, stack.stdout.text() + stack.stderr.text());
         container.child.kill('SIGKILL');
         process.stderr.write(`round ${round + 1} ${b.name}: ${JSON.stringify(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.at(-1)])))}\n`);
       }

@@ -8,10 +8,11 @@
 // --path udp-up / udp-down an unthrottled UDP iperf3 (-u -b 0, datagrams of MTU - 28 bytes).
 //
 //   npx tsx bench/profile.ts [--seconds 8] [--mtu 1500] [--path upload|download|rr|crr|udp-up|udp-down] [--no-perf]
+//     [--stack pasta|slirp4netns] (perf only: a peer on the same path) [--freq 499] (perf samples/s)
 import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Lab, NET, PORTS, REPO } from '../test/lab/lab.js';
+import { Lab, NET, PORTS, REPO, type StackKind } from '../test/lab/lab.js';
 import { run, sleep, which } from '../test/lab/exec.js';
 import { BENCH_PORTS, buildRr, endSession, launch, loadRow, startBenchServers, unprivDir } from './harness.js';
 import { summarize } from './cpuprofile.js';
@@ -25,11 +26,17 @@ const { values: a } = parseArgs({
     /** perf only: no --cpu-prof (its sampling thread and bookkeeping cost the process ~10-20 %). */
     'no-cpu-prof': { type: 'boolean', default: false },
     interval: { type: 'string', default: '250' },
+    /** perf only, for comparison: profile slirp4netns or pasta on the same path instead. */
+    stack: { type: 'string', default: 'slipway' },
+    /** perf sampling frequency (Hz). */
+    freq: { type: 'string', default: '499' },
   },
 });
 const SECONDS = Number(a.seconds);
 const MTUS = (a.mtu?.length ? a.mtu : ['65520', '1500']).map(Number);
 const PATHS = (a.path?.length ? a.path : ['upload', 'download']) as ('upload' | 'download' | 'rr' | 'crr' | 'udp-up' | 'udp-down')[];
+const STACK = a.stack as StackKind;
+if (!['slipway', 'slirp4netns', 'pasta'].includes(STACK)) throw new Error(`--stack: slipway, slirp4netns or pasta, not '${STACK}'`);
 const PERF = !a['no-perf'] && !!which('perf');
 
 const out = join(REPO, 'bench/results', `profile-${new Date().toISOString().replace(/[:.]/g, '-')}`);
@@ -43,19 +50,19 @@ try {
     for (const path of PATHS) {
       const tag = `${path}-mtu${mtu}`;
       const dir = unprivDir(lab, `prof-${tag}-`);
-      const s = await launch(lab, 'slipway', {
+      const s = await launch(lab, STACK, {
         mtu,
-        nodeArgs: a['no-cpu-prof']
+        nodeArgs: STACK !== 'slipway' ? undefined : a['no-cpu-prof']
           ? ['--perf-basic-prof']
           : ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${a.interval}`, '--perf-basic-prof'],
       });
-      process.stderr.write(`profile: ${tag} (slipway pid ${s.stack.pid})\n`);
+      process.stderr.write(`profile: ${tag} (${STACK} pid ${s.stack.pid})\n`);
       let perfDone: Promise<unknown> = Promise.resolve();
       const perfData = join(out, `${tag}.perf.data`);
       if (PERF) {
         // Start sampling a moment after iperf3 does; stop before it ends.
         perfDone = sleep(700).then(() =>
-          run(['perf', 'record', '-F', '499', '-g', '-p', String(s.stack.pid), '-o', perfData, '--', 'sleep', String(Math.max(1, SECONDS - 2))], { timeoutMs: (SECONDS + 20) * 1000 }),
+          run(['perf', 'record', '-F', a.freq!, '-g', '-p', String(s.stack.pid), '-o', perfData, '--', 'sleep', String(Math.max(1, SECONDS - 2))], { timeoutMs: (SECONDS + 20) * 1000 }),
         );
       }
       let head: string;
