@@ -207,6 +207,48 @@ static napi_value tap_writev_offload(napi_env env, napi_callback_info info) {
   return tap_writev_parts(env, t, argv[0], hdr, usage);
 }
 
+/* sendOffload(hdr, hdrLen, payload, off, len, gsoType, gsoSize, csumStart, csumOffset): what
+ * writevOffload does for the frame hdr[0, hdrLen) + payload[off, off + len) (payload may be null
+ * when len is 0), without an array of views: the per-segment path's one native call. */
+static napi_value tap_send_offload(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  static const char usage[] = "sendOffload(hdr, hdrLen, payload, off, len, gsoType, gsoSize, csumStart, csumOffset)";
+  tap_t *t = (tap_t *)sw_unwrap(env, info, &argc, argv, true);
+  if (!t) return NULL;
+  if (!t->vnet_len) { sw_throw_type(env, "sendOffload needs a tap opened with a vnet header"); return NULL; }
+  if (argc < 9) { sw_throw_type(env, usage); return NULL; }
+  int32_t n[7]; /* hdrLen, off, len, gsoType, gsoSize, csumStart, csumOffset */
+  static const int idx[7] = { 1, 3, 4, 5, 6, 7, 8 };
+  static const int32_t max[7] = { 65535, INT32_MAX, 65535, 255, 65535, 65535, 65535 };
+  for (int i = 0; i < 7; i++) {
+    if (napi_get_value_int32(env, argv[idx[i]], &n[i]) != napi_ok || n[i] < 0 || n[i] > max[i]) {
+      sw_throw_range(env, usage);
+      return NULL;
+    }
+  }
+  uint8_t *h, *p = NULL;
+  size_t hn, pn = 0;
+  if (!sw_get_bytes(env, argv[0], "hdr", &h, &hn)) return NULL;
+  if ((size_t)n[0] > hn) { sw_throw_range(env, "sendOffload: hdrLen is past the end of hdr"); return NULL; }
+  if (n[2] > 0) {
+    if (!sw_get_bytes(env, argv[2], "payload", &p, &pn)) return NULL;
+    if ((size_t)n[1] + (size_t)n[2] > pn) { sw_throw_range(env, "sendOffload: off + len is past the end of payload"); return NULL; }
+  }
+  uint8_t vh[12] = { 0 };
+  vh[0] = 1; /* VIRTIO_NET_HDR_F_NEEDS_CSUM */
+  vh[1] = (uint8_t)n[3];
+  uint16_t v;
+  v = (uint16_t)n[0]; memcpy(vh + 2, &v, 2);
+  v = (uint16_t)n[4]; memcpy(vh + 4, &v, 2);
+  v = (uint16_t)n[5]; memcpy(vh + 6, &v, 2);
+  v = (uint16_t)n[6]; memcpy(vh + 8, &v, 2);
+  struct iovec iov[3] = { { vh, t->vnet_len }, { h, (size_t)n[0] }, { p ? p + n[1] : NULL, (size_t)n[2] } };
+  ssize_t r;
+  do r = writev(t->h.fd, iov, n[2] > 0 ? 3 : 2); while (r < 0 && errno == EINTR);
+  return tap_result(env, t, r, (size_t)n[0] + (size_t)n[2], "writev");
+}
+
 static napi_value tap_pause(napi_env env, napi_callback_info info) {
   tap_t *t = (tap_t *)sw_unwrap(env, info, NULL, NULL, false);
   if (!t) return NULL;
@@ -242,6 +284,7 @@ napi_value sw_init_tap(napi_env env, napi_value exports) {
     SW_METHOD("write", tap_write),
     SW_METHOD("writev", tap_writev),
     SW_METHOD("writevOffload", tap_writev_offload),
+    SW_METHOD("sendOffload", tap_send_offload),
     SW_METHOD("pause", tap_pause),
     SW_METHOD("resume", tap_resume),
     SW_METHOD("close", sw_close_method),

@@ -195,6 +195,41 @@ describe('Tap (over a SEQPACKET socketpair standing in for a tap fd)', () => {
     peerCh.close();
   });
 
+  it('sendOffload writes what writevOffload writes (vnet header first), and checks its arguments', async () => {
+    const [dev, peer] = socketpair();
+    const tap = new Tap(dev, 128, 2, () => {}, 12);
+    const got: Buffer[] = [];
+    const peerCh = new AgentChannel(peer, (m) => got.push(Buffer.from(m)), () => {});
+    const hdr = Buffer.alloc(128);
+    for (let i = 0; i < 54; i++) hdr[i] = i + 1;
+    const payload = Buffer.from('..hello, guest..');
+    expect(tap.writevOffload([hdr.subarray(0, 54), payload.subarray(2, 14)], 1, 1460, 34, 16, 54)).toBe(true);
+    expect(tap.sendOffload(hdr, 54, payload, 2, 12, 1, 1460, 34, 16)).toBe(true);
+    expect(tap.writevOffload([hdr.subarray(0, 54)], 0, 0, 34, 16, 54)).toBe(true);
+    expect(tap.sendOffload(hdr, 54, null, 0, 0, 0, 0, 34, 16)).toBe(true);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(got.length).toBe(4);
+    expect(got[1]!.toString('hex')).toBe(got[0]!.toString('hex'));
+    expect(got[3]!.toString('hex')).toBe(got[2]!.toString('hex'));
+    // virtio_net_hdr: NEEDS_CSUM, GSO type, hdr_len, gso_size, csum_start, csum_offset (LE), num_buffers.
+    expect([...got[1]!.subarray(0, 12)]).toEqual([1, 1, 54, 0, 1460 & 0xff, 1460 >> 8, 34, 0, 16, 0, 0, 0]);
+    expect(got[1]!.subarray(12 + 54).toString()).toBe('hello, guest');
+    expect(tap.stats()).toMatchObject({ txFrames: 4, txBytes: 2 * (54 + 12) + 2 * 54 });
+    expect(() => tap.sendOffload(hdr, 129, null, 0, 0, 0, 0, 34, 16)).toThrow(/hdrLen is past the end of hdr/);
+    expect(() => tap.sendOffload(hdr, 54, payload, 10, 7, 0, 0, 34, 16)).toThrow(/off \+ len is past the end of payload/);
+    expect(() => tap.sendOffload(hdr, 54, payload, -1, 2, 0, 0, 34, 16)).toThrow(RangeError);
+    expect(() => tap.sendOffload(hdr, 54, payload, 0, 2, 256, 0, 34, 16)).toThrow(RangeError);
+    expect(() => tap.sendOffload(hdr, 54, 'x' as unknown as Uint8Array, 0, 1, 0, 0, 34, 16)).toThrow(/payload must be a Uint8Array/);
+    expect(tap.stats().txFrames).toBe(4);
+    tap.close();
+    peerCh.close();
+    const [plainDev, plainPeer] = socketpair();
+    const plain = new Tap(plainDev, 128, 2, () => {});
+    expect(() => plain.sendOffload(hdr, 54, null, 0, 0, 0, 0, 34, 16)).toThrow(/needs a tap opened with a vnet header/);
+    plain.close();
+    closeFd(plainPeer);
+  });
+
   it('write returns false and counts when the queue is full', () => {
     const [dev, peer] = socketpair();
     const tap = new Tap(dev, 128, 2, () => {});

@@ -79,6 +79,15 @@ export interface Tap {
    * `gsoType` (VNET_GSO_TCPV4/TCPV6) the frame is a super-frame cut into `gsoSize` segments.
    */
   writevOffload(parts: Uint8Array[], gsoType: number, gsoSize: number, csumStart: number, csumOffset: number, hdrLen: number): boolean;
+  /**
+   * writevOffload of the frame hdr[0, hdrLen) + payload[off, off + len) (payload null when len is
+   * 0): the same bytes and vnet header, one native call with no array of views. Throws a
+   * RangeError when an argument is out of range or past the end of its buffer.
+   */
+  sendOffload(
+    hdr: Uint8Array, hdrLen: number, payload: Uint8Array | null, off: number, len: number,
+    gsoType: number, gsoSize: number, csumStart: number, csumOffset: number,
+  ): boolean;
   /** With a vnet header: the header of frame i at vnet[i*12 .. i*12+12) (flags, gso type, ...); else null. */
   readonly vnet: Buffer | null;
   /** Stop reading (the kernel queue fills, then drops). */

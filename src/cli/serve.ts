@@ -164,6 +164,7 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
         write: (f) => tap!.write(f),
         writev: (p) => tap!.writev(p),
         writevOffload: (p, gt, gs, cs, co, hl) => tap!.writevOffload(p, gt, gs, cs, co, hl),
+        sendOffload: (h, hl, p, o, l, gt, gs, cs, co) => tap!.sendOffload(h, hl, p, o, l, gt, gs, cs, co),
       }
     : { write: (f) => tap!.write(f), writev: (p) => tap!.writev(p) };
   if (pcap) writer = pcap.wrapWriter(writer);

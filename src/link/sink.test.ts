@@ -45,6 +45,49 @@ describe('FrameSink with checksum/GSO offload', () => {
   });
 });
 
+describe('FrameSink with a writer that has sendOffload (the native Tap)', () => {
+  /** Records both calls as the frame they describe; `direct` counts sendOffload calls. */
+  class DirectWriter extends OffloadWriter {
+    direct = 0;
+    sendOffload(hdr: Uint8Array, hdrLen: number, payload: Uint8Array | null, off: number, len: number, gsoType: number, gsoSize: number, csumStart: number, csumOffset: number): boolean {
+      this.direct++;
+      const parts = [hdr.subarray(0, hdrLen), ...(payload ? [payload.subarray(off, off + len)] : [])];
+      if (!payload) expect([off, len]).toEqual([0, 0]);
+      return super.writevOffload(parts, gsoType, gsoSize, csumStart, csumOffset, hdrLen);
+    }
+  }
+  const traffic = (sink: FrameSink): void => {
+    const payload = new Uint8Array(40000).map((_, i) => i * 7);
+    sink.tcp4(SRC, DST, 80, 40000, 1, 2, ACK, 1000, payload, 100, 30000, undefined, 1460); // GSO
+    sink.tcp4(SRC, DST, 80, 40000, 30001, 2, ACK, 1000, payload, 5, 1, undefined, 1460); // one byte
+    sink.tcp4(SRC, DST, 80, 40000, 30002, 2, ACK, 1000, null, 0, 0); // pure ACK
+    sink.tcp4(SRC, DST, 80, 40000, 30002, 2, ACK, 1000, payload, 0, 0); // empty payload
+    sink.udp4(SRC, DST, 53, 40000, payload, 0, 512, true); // checksum offload
+    sink.udpRun(SRC, DST, 53, 40000, payload, 0, 3000, 1000); // GSO_UDP_L4 runs: writevOffload
+  };
+
+  it('sends the same frames and offload arguments as writevOffload, in one call each', () => {
+    const viaParts = new OffloadWriter();
+    traffic(new FrameSink(viaParts, GW_MAC, () => GUEST_MAC));
+    const direct = new DirectWriter();
+    traffic(new FrameSink(direct, GW_MAC, () => GUEST_MAC));
+    expect(direct.direct).toBe(5);
+    expect(direct.frames.length).toBe(6);
+    expect(direct.frames.map((f) => ({ ...f, frame: Buffer.from(f.frame).toString('hex') })))
+      .toEqual(viaParts.frames.map((f) => ({ ...f, frame: Buffer.from(f.frame).toString('hex') })));
+  });
+
+  it('counts a throwing sendOffload as a write error and goes on', () => {
+    const w = new DirectWriter();
+    w.sendOffload = () => {
+      throw Object.assign(new Error('writev EIO'), { code: 'EIO' });
+    };
+    const sink = new FrameSink(w, GW_MAC, () => GUEST_MAC);
+    expect(sink.tcp4(SRC, DST, 80, 40000, 1, 2, ACK, 1000, null, 0, 0)).toBe(false);
+    expect([sink.dropped, sink.writeErrors, sink.lastWriteError]).toEqual([1, 1, 'EIO']);
+  });
+});
+
 describe('FrameSink UDP runs (GSO_UDP_L4)', () => {
   class UdpWriter implements FrameWriter {
     frames: { frame: Uint8Array; gsoType: number; gsoSize: number; csumStart: number; csumOffset: number; hdrLen: number }[] = [];

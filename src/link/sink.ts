@@ -23,6 +23,15 @@ export interface FrameWriter {
    * `gsoSize`-byte segments (see native Tap.writevOffload).
    */
   writevOffload?(parts: Uint8Array[], gsoType: number, gsoSize: number, csumStart: number, csumOffset: number, hdrLen: number): boolean;
+  /**
+   * The same frame as writevOffload([hdr[0, hdrLen), payload[off, off + len)], ...), without the
+   * array and the views: the native Tap's per-segment call. Present only on the Tap itself;
+   * wrappers (pcap, faults) leave it out, and FrameSink then uses writevOffload.
+   */
+  sendOffload?(
+    hdr: Uint8Array, hdrLen: number, payload: Uint8Array | null, off: number, len: number,
+    gsoType: number, gsoSize: number, csumStart: number, csumOffset: number,
+  ): boolean;
 }
 
 /** virtio_net_hdr GSO types (linux/virtio_net.h). */
@@ -48,6 +57,8 @@ export class FrameSink {
   private readonly one: Uint8Array[] = [this.hdr];
   /** True when the writer takes checksum/GSO offload (tap with a vnet header). */
   readonly offload: boolean;
+  /** The writer has sendOffload: header and payload go as arguments, no parts array. */
+  private readonly direct: boolean;
   private readonly views = new Map<number, Uint8Array>();
   private ipId = 0;
   private readonly mcastMac = new Uint8Array(6);
@@ -62,6 +73,7 @@ export class FrameSink {
     private readonly guestMacFor6: (addr: Uint8Array, off: number) => Uint8Array | null = () => null,
   ) {
     this.offload = typeof writer.writevOffload === 'function';
+    this.direct = this.offload && typeof writer.sendOffload === 'function';
   }
 
   private hdrView(len: number): Uint8Array {
@@ -80,18 +92,23 @@ export class FrameSink {
   private putOffload(
     hdrLen: number, l4Off: number, payload: Uint8Array | null, off: number, len: number, gsoSize: number, gsoType: number, csumOffset: number = TCP_CHECKSUM_OFFSET,
   ): boolean {
-    this.parts[0] = this.hdrView(hdrLen);
-    let n = 1;
-    if (payload && len > 0) {
-      this.parts[1] = payload.subarray(off, off + len);
-      n = 2;
-    }
-    const parts = n === 2 ? this.parts : this.one;
-    if (n === 1) this.one[0] = this.parts[0];
     const gso = gsoSize > 0 && len > gsoSize ? gsoType : 0;
     let ok: boolean;
     try {
-      ok = this.writer.writevOffload!(parts, gso, gso ? gsoSize : 0, l4Off, csumOffset, hdrLen);
+      if (this.direct) {
+        const some = payload !== null && len > 0;
+        ok = this.writer.sendOffload!(this.hdr, hdrLen, some ? payload : null, some ? off : 0, some ? len : 0, gso, gso ? gsoSize : 0, l4Off, csumOffset);
+      } else {
+        this.parts[0] = this.hdrView(hdrLen);
+        let parts = this.one;
+        if (payload && len > 0) {
+          this.parts[1] = payload.subarray(off, off + len);
+          parts = this.parts;
+        } else {
+          this.one[0] = this.parts[0];
+        }
+        ok = this.writer.writevOffload!(parts, gso, gso ? gsoSize : 0, l4Off, csumOffset, hdrLen);
+      }
     } catch (e) {
       this.writeError(e);
       return false;
