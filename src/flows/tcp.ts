@@ -77,6 +77,8 @@
 import { reportInternalError } from '../internalError.js';
 import { ACK, FIN, PSH, RST, SYN, type TcpOptions, type TcpSegment, seqAdd, seqDiff, seqLt } from '../wire/tcp.js';
 import { ReorderQueue } from './reorder.js';
+import { TupleMap } from './tupleMap.js';
+import { Deadline, DeadlineQueue } from './deadline.js';
 
 /** A guest-visible address: uint32 for IPv4, text for IPv6. */
 export type TcpAddr = number | string;
@@ -129,6 +131,8 @@ export interface HostSide {
 /** Minimal logger (pino's Logger fits). */
 export interface TcpLog {
   debug(obj: object, msg?: string): void;
+  /** pino's: when present and false for 'debug', per-connection debug lines are not built. */
+  isLevelEnabled?(level: string): boolean;
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
@@ -364,7 +368,6 @@ export class SendQueue {
  */
 class TimeWait implements TcpEndpoints {
   constructor(
-    readonly key: string,
     readonly family: 4 | 6,
     readonly guestAddr: TcpAddr,
     readonly guestPort: number,
@@ -377,71 +380,6 @@ class TimeWait implements TcpEndpoints {
     /** Date.now() when it ends; moved on by a retransmitted FIN. */
     public expires: number,
   ) {}
-}
-
-/**
- * A deadline on one reusable timer: re-arming later than the pending expiry only moves the
- * deadline (the timer re-checks when it fires), so arming per ACK costs no setTimeout churn.
- */
-class Deadline {
-  private handle: NodeJS.Timeout | null = null;
-  private at = 0;
-  private firesAt = 0;
-  private readonly tick = (): void => {
-    this.handle = null;
-    if (this.at === 0) return;
-    const now = Date.now();
-    if (now < this.at) {
-      this.schedule(this.at - now, now);
-      return;
-    }
-    this.at = 0;
-    this.fn();
-  };
-
-  constructor(private readonly fn: () => void) {}
-
-  get armed(): boolean {
-    return this.at !== 0;
-  }
-
-  arm(ms: number): void {
-    const now = Date.now();
-    this.at = now + Math.max(1, ms);
-    if (this.handle !== null) {
-      if (this.firesAt <= this.at) return;
-      clearTimeout(this.handle);
-    }
-    this.schedule(this.at - now, now);
-  }
-
-  /** Arm unless already due no later than `ms` from now (never moves a deadline later). */
-  armBy(ms: number): void {
-    if (this.at !== 0 && this.at <= Date.now() + Math.max(1, ms)) return;
-    this.arm(ms);
-  }
-
-  /**
-   * Forget the deadline but leave the timer to lapse: for a deadline re-armed about as often as it
-   * is cancelled (the delayed ACK, once per request), which then costs no setTimeout churn.
-   */
-  disarm(): void {
-    this.at = 0;
-  }
-
-  cancel(): void {
-    this.at = 0;
-    if (this.handle !== null) {
-      clearTimeout(this.handle);
-      this.handle = null;
-    }
-  }
-
-  private schedule(ms: number, now: number): void {
-    this.firesAt = now + ms;
-    this.handle = setTimeout(this.tick, ms);
-    this.handle.unref?.();
-  }
 }
 
 /** What an RST answering `seg` for no flow looks like (RFC 9293 3.10.7.1); false: send nothing. */
@@ -467,7 +405,7 @@ function randomIsn(): number {
 /** Smallest shift that lets a 16-bit window reach `limit` (RFC 7323: at most 14). */
 export function windowShiftFor(limit: number): number {
   let s = 0;
-  while (s < 14 && 0xffff * 2 ** s < limit) s++;
+  while (s < 14 && 0xffff * (1 << s) < limit) s++; // not 2 ** s: a Math.pow call per connection
   return s;
 }
 
@@ -564,10 +502,15 @@ export class TcpFlow implements TcpEndpoints {
   private readonly rtx: Deadline;
   private readonly delack: Deadline;
   private readonly life: Deadline;
+  private keyText: string | null = null;
+
+  /** The flow's 4-tuple as text (logs, listings), made when first asked for. */
+  get key(): string {
+    return (this.keyText ??= TupleMap.keyOf(this.family, this.guestAddr, this.guestPort, this.remoteAddr, this.remotePort));
+  }
 
   constructor(
     private readonly table: TcpFlowTable,
-    readonly key: string,
     readonly family: 4 | 6,
     readonly guestAddr: TcpAddr,
     readonly guestPort: number,
@@ -584,9 +527,9 @@ export class TcpFlow implements TcpEndpoints {
     this.rcvMss = cfg.mtu - (family === 4 ? 40 : 60);
     this.sndMss = family === 4 ? 536 : 1220;
     this.rto = cfg.rtoInitialMs;
-    this.rtx = new Deadline(() => this.safely('retransmit timer', this.onRtxTimer));
-    this.delack = new Deadline(() => this.safely('delayed ACK timer', this.onDelayedAck));
-    this.life = new Deadline(() => this.safely('life timer', this.onLifeTimer));
+    this.rtx = new Deadline(table.timers, () => this.safely('retransmit timer', this.onRtxTimer));
+    this.delack = new Deadline(table.timers, () => this.safely('delayed ACK timer', this.onDelayedAck));
+    this.life = new Deadline(table.timers, () => this.safely('life timer', this.onLifeTimer));
   }
 
   /** Run a handler of a host-side event (timer, socket); a throw resets this flow only. */
@@ -684,7 +627,7 @@ export class TcpFlow implements TcpEndpoints {
     this.life.disarm(); // lazily: established() re-arms it for the idle timeout without a new timer
     this.retries = 0;
     this.sendSynAck();
-    this.table.env.log.debug({ flow: this.key }, 'tcp: host connected, SYN-ACK sent');
+    if (this.table.debugLog) this.table.env.log.debug({ flow: this.key }, 'tcp: host connected, SYN-ACK sent');
   }
 
   private sendSynAck(): void {
@@ -1496,20 +1439,20 @@ export class TcpFlowTable {
     family: 4, guestAddr: 0, guestPort: 0, remoteAddr: 0, remotePort: 0,
   };
 
-  /** IPv4: remote (addr<<16|port) → guest (addr<<16|port) → flow; exact, allocation-free lookup. */
-  private readonly v4 = new Map<number, Map<number, TcpFlow>>();
-  /** IPv6: flow key → flow. */
-  private readonly v6 = new Map<string, TcpFlow>();
+  /** Flows by 4-tuple (IPv4: number keys, no string per lookup). */
+  private readonly byTuple = new TupleMap<TcpFlow>();
   /**
-   * TIME-WAIT records by flow key, and a queue of (record, due time) in the order they are due:
+   * TIME-WAIT records by 4-tuple, and a queue of (record, due time) in the order they are due:
    * every entry is due `timeWaitMs` after it was queued, so the queue is sorted and one timer
    * serves all of them. A retransmitted FIN queues its record again (the earlier entry is skipped).
    */
-  private readonly timeWait = new Map<string, TimeWait>();
+  private readonly timeWait = new TupleMap<TimeWait>();
   private readonly twQueue: TimeWait[] = [];
   private readonly twDue: number[] = [];
   private twHead = 0;
-  private readonly twTimer = new Deadline(() => {
+  /** @internal Every deadline of the table's flows (and its TIME-WAIT expiry), on one Node timer. */
+  readonly timers = new DeadlineQueue();
+  private readonly twTimer = new Deadline(this.timers, () => {
     try {
       this.expireTimeWait();
     } catch (e) {
@@ -1531,8 +1474,12 @@ export class TcpFlowTable {
     this.flushAcks();
   };
 
+  /** @internal Debug logging is on (fixed at start): only then are per-connection debug lines built. */
+  readonly debugLog: boolean;
+
   constructor(readonly env: TcpFlowEnv, config: Partial<TcpConfig> = {}) {
     this.config = { ...DEFAULT_TCP_CONFIG, ...config };
+    this.debugLog = env.log.isLevelEnabled?.('debug') ?? true;
   }
 
   /** @internal A slab for a flow's host-bound copies (the spare one, or a new one). */
@@ -1565,17 +1512,14 @@ export class TcpFlowTable {
     return { active: this.count, timeWait: this.timeWait.size, ...this.counters };
   }
 
-  /** Key of a flow (family first: no collisions across families). */
+  /** Key of a flow as text (family first: no collisions across families). */
   static keyOf(family: 4 | 6, guestAddr: TcpAddr, guestPort: number, remoteAddr: TcpAddr, remotePort: number): string {
-    return `${family}/${guestAddr}/${guestPort}/${remoteAddr}/${remotePort}`;
+    return TupleMap.keyOf(family, guestAddr, guestPort, remoteAddr, remotePort);
   }
 
   /** Find a flow by its guest-side 4-tuple. */
   lookup(family: 4 | 6, guestAddr: TcpAddr, guestPort: number, remoteAddr: TcpAddr, remotePort: number): TcpFlow | undefined {
-    if (family === 4) {
-      return this.v4.get((remoteAddr as number) * 65536 + remotePort)?.get((guestAddr as number) * 65536 + guestPort);
-    }
-    return this.v6.get(TcpFlowTable.keyOf(6, guestAddr, guestPort, remoteAddr, remotePort));
+    return this.byTuple.get(family, guestAddr, guestPort, remoteAddr, remotePort);
   }
 
   /**
@@ -1594,14 +1538,13 @@ export class TcpFlowTable {
       return;
     }
     if (this.timeWait.size > 0) {
-      const key = TcpFlowTable.keyOf(family, src, seg.srcPort, dst, seg.dstPort);
-      const tw = this.timeWait.get(key);
+      const tw = this.timeWait.get(family, src, seg.srcPort, dst, seg.dstPort);
       if (tw !== undefined) {
         if ((flags & (SYN | ACK | RST)) !== SYN || !seqLt(tw.ack, seg.seq)) {
           this.inputTimeWait(tw, seg);
           return;
         }
-        this.timeWait.delete(key); // a new incarnation may reuse the 4-tuple
+        this.forgetTimeWait(tw); // a new incarnation may reuse the 4-tuple
       }
     }
     if ((flags & (SYN | ACK | RST | FIN)) !== SYN) {
@@ -1667,16 +1610,13 @@ export class TcpFlowTable {
   }
 
   /** Every flow in the table (read-only view: listing, statistics; do not add or remove while iterating). */
-  *flows(): IterableIterator<TcpFlow> {
-    for (const m of this.v4.values()) yield* m.values();
-    yield* this.v6.values();
+  flows(): IterableIterator<TcpFlow> {
+    return this.byTuple.values();
   }
 
   /** Reset every flow (shutdown). */
   closeAll(): void {
-    const all: TcpFlow[] = [];
-    for (const m of this.v4.values()) for (const f of m.values()) all.push(f);
-    for (const f of this.v6.values()) all.push(f);
+    const all = [...this.byTuple.values()];
     for (const f of all) f.abort(true, true);
     this.flushAcks();
     this.timeWait.clear();
@@ -1694,11 +1634,16 @@ export class TcpFlowTable {
   /** @internal A flow whose FIN went first is finishing: keep its 4-tuple in TIME-WAIT. */
   enterTimeWait(flow: TcpFlow, seq: number, ack: number, window: number): void {
     const tw = new TimeWait(
-      flow.key, flow.family, flow.guestAddr, flow.guestPort, flow.remoteAddr, flow.remotePort,
+      flow.family, flow.guestAddr, flow.guestPort, flow.remoteAddr, flow.remotePort,
       seq, ack, window, Date.now() + this.config.timeWaitMs,
     );
-    this.timeWait.set(tw.key, tw);
+    this.timeWait.set(tw.family, tw.guestAddr, tw.guestPort, tw.remoteAddr, tw.remotePort, tw);
     this.queueTimeWait(tw);
+  }
+
+  /** Drop `tw`'s record if it is still the one for its 4-tuple. */
+  private forgetTimeWait(tw: TimeWait): void {
+    this.timeWait.delete(tw.family, tw.guestAddr, tw.guestPort, tw.remoteAddr, tw.remotePort, tw);
   }
 
   private queueTimeWait(tw: TimeWait): void {
@@ -1715,7 +1660,7 @@ export class TcpFlowTable {
   private inputTimeWait(tw: TimeWait, seg: TcpSegment): void {
     const flags = seg.flags;
     if (flags & RST) {
-      this.timeWait.delete(tw.key);
+      this.forgetTimeWait(tw);
       return;
     }
     if (!(flags & (FIN | SYN)) && seg.payloadLen === 0) return;
@@ -1734,7 +1679,7 @@ export class TcpFlowTable {
     let h = this.twHead;
     for (; h < q.length && due[h] <= now; h++) {
       const tw = q[h];
-      if (tw.expires <= now && this.timeWait.get(tw.key) === tw) this.timeWait.delete(tw.key);
+      if (tw.expires <= now) this.forgetTimeWait(tw);
       q[h] = undefined as unknown as TimeWait;
     }
     if (h === q.length) {
@@ -1776,35 +1721,15 @@ export class TcpFlowTable {
 
   /** @internal A flow is finished: forget it and tell the env. */
   release(flow: TcpFlow): void {
-    if (flow.family === 4) {
-      const rk = (flow.remoteAddr as number) * 65536 + flow.remotePort;
-      const m = this.v4.get(rk);
-      if (m === undefined || m.get((flow.guestAddr as number) * 65536 + flow.guestPort) !== flow) return;
-      m.delete((flow.guestAddr as number) * 65536 + flow.guestPort);
-      if (m.size === 0) this.v4.delete(rk);
-    } else {
-      if (this.v6.get(flow.key) !== flow) return;
-      this.v6.delete(flow.key);
-    }
+    if (!this.byTuple.delete(flow.family, flow.guestAddr, flow.guestPort, flow.remoteAddr, flow.remotePort, flow)) return;
     this.count--;
-    this.env.log.debug({ flow: flow.key }, 'tcp: flow closed');
+    if (this.debugLog) this.env.log.debug({ flow: flow.key }, 'tcp: flow closed');
     this.env.closed(flow);
   }
 
   private add(family: 4 | 6, guestAddr: TcpAddr, guestPort: number, remoteAddr: TcpAddr, remotePort: number, state: TcpStateValue): TcpFlow {
-    const key = TcpFlowTable.keyOf(family, guestAddr, guestPort, remoteAddr, remotePort);
-    const f = new TcpFlow(this, key, family, guestAddr, guestPort, remoteAddr, remotePort, state);
-    if (family === 4) {
-      const rk = (remoteAddr as number) * 65536 + remotePort;
-      let m = this.v4.get(rk);
-      if (m === undefined) {
-        m = new Map();
-        this.v4.set(rk, m);
-      }
-      m.set((guestAddr as number) * 65536 + guestPort, f);
-    } else {
-      this.v6.set(key, f);
-    }
+    const f = new TcpFlow(this, family, guestAddr, guestPort, remoteAddr, remotePort, state);
+    this.byTuple.set(family, guestAddr, guestPort, remoteAddr, remotePort, f);
     this.count++;
     return f;
   }
