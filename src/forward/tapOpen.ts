@@ -6,6 +6,7 @@
 import type net from 'node:net';
 import type { TcpFlow, TcpFlowTable } from '../flows/tcp.js';
 import { formatIpv4, parseIpv4 } from '../wire/ipv4.js';
+import { hostPort } from './listen.js';
 import type { ForwardRule } from './rule.js';
 import type { TapFlowInfo, TapOpener } from './tcp.js';
 
@@ -36,7 +37,7 @@ export class GatewayOpener implements TapOpener {
     for (let i = 0; i < 64; i++) {
       const port = EPHEMERAL_FIRST + (this.next++ % EPHEMERAL_COUNT);
       if (this.tcp.lookup(4, guest, guestPort, this.gateway, port)) continue;
-      const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+      const peer = hostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0);
       const flow = this.tcp.openToGuest(4, guest, guestPort, this.gateway, port, socket);
       if (!flow) return false;
       this.opened.set(flow, { rule, peer, since: Date.now() });

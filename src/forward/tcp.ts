@@ -166,7 +166,7 @@ export class TcpForward {
   private async splice(sock: net.Socket): Promise<void> {
     const c = this.env.counters;
     const r = this.rule;
-    const peer = `${sock.remoteAddress}:${sock.remotePort}`;
+    const peer = hostPort(sock.remoteAddress ?? '?', sock.remotePort ?? 0);
     let fd = -1;
     let target = '';
     let lastErr: { code?: string; message: string } | null = null;

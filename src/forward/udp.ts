@@ -20,7 +20,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { catchInternal, guarded } from '../internalError.js';
 import { DgramBatch, closeFd, type DgramBatch as DgramBatchHandle } from '../native.js';
-import { bindUdp, describeEndpoint, listenAddresses, noIpv6 } from './listen.js';
+import { bindUdp, describeEndpoint, hostPort, listenAddresses, noIpv6 } from './listen.js';
 import type { NetnsSockets } from './netnsSockets.js';
 import type { ForwardCounters, ForwardRule } from './rule.js';
 
@@ -97,7 +97,7 @@ export class UdpForward {
   /** Peers with their idle time, for the flow listing. */
   list(): { peer: string; target: string; idleMs: number }[] {
     const now = Date.now();
-    return [...this.peers.values()].map((p) => ({ peer: `${p.address}:${p.port}`, target: p.target, idleMs: now - p.lastUsed }));
+    return [...this.peers.values()].map((p) => ({ peer: hostPort(p.address, p.port), target: p.target, idleMs: now - p.lastUsed }));
   }
 
   close(): void {

@@ -72,12 +72,25 @@ describe.skipIf(!!reason)(titled('the control API adds, lists and removes forwar
       flows = (await apiJson(sock, { execute: 'list_flows' })).return.flows;
       return flows.some((f) => f.proto === 'tcp' && f.forward === tcpId);
     }, 5000);
-    expect(flows).toEqual(expect.arrayContaining([expect.objectContaining({ forward: tcpId, proto: 'tcp', path: 'splice' })]));
+    expect(flows).toEqual(expect.arrayContaining([expect.objectContaining({ forward: tcpId, proto: 'tcp', path: 'splice', peer: expect.stringMatching(/^127\.0\.0\.1:\d+$/) })]));
     const stats = (await apiJson(sock, { execute: 'get_stats' })).return;
     expect(stats.frames.rx).toBeGreaterThan(0);
     expect(stats.forwards.tcpAccepted).toBeGreaterThan(0);
     expect(stats.forwards.udpToGuest).toBeGreaterThan(0);
     holder.kill();
+  });
+
+  it('lists an IPv6 client of a forward with its address in brackets', async () => {
+    const id = (await apiJson(sock, { execute: 'add_hostfwd', arguments: { proto: 'tcp', host_addr: '::1', host_port: 18201, guest_port: 80 } })).return.id;
+    const holder = lab().spawnTracked('flow-holder6', ['ip', 'netns', 'exec', lab().hostNs, 'socat', 'TCP6:[::1]:18201', 'SYSTEM:sleep 3']);
+    let flows: Record<string, any>[] = [];
+    await waitFor(async () => {
+      flows = (await apiJson(sock, { execute: 'list_flows' })).return.flows;
+      return flows.some((f) => f.forward === id);
+    }, 5000);
+    expect(flows.find((f) => f.forward === id)).toMatchObject({ proto: 'tcp', peer: expect.stringMatching(/^\[::1\]:\d+$/) });
+    holder.kill();
+    expect((await apiJson(sock, { execute: 'remove_hostfwd', arguments: { id } })).return).toEqual({});
   });
 
   it('removes a forward: its listener closes, the others keep working', async () => {
