@@ -27,6 +27,7 @@ import type { FrameWriter } from '../link/sink.js';
 import type { FrameReceiver } from '../link/frames.js';
 import { PcapWriter } from '../link/pcap.js';
 import { FaultInjector } from '../link/faults.js';
+import { hostPort } from '../forward/listen.js';
 
 /** The agent's exit code when the target PID it watches has exited. */
 const TARGET_EXITED = 10;
@@ -327,7 +328,7 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
       mtu: config.mtu,
       configured: plan.configure && config.ipv4Enabled ? `${formatIpv4(v4.guest)}/${v4.prefixLength} via ${formatIpv4(v4.gateway)}` : false,
       ipv6: config.ipv6 ? { prefix: `${config.ipv6.prefix}/64`, gateway: config.ipv6.gateway, dns: config.ipv6.dns, slaac } : 'off',
-      dns: dns ? upstreams.map((u) => `${u.address}:${u.port}`) : 'off',
+      dns: dns ? upstreams.map((u) => hostPort(u.address, u.port)) : 'off',
       hostLoopback: !config.disableHostLoopback,
       // Since the process started (performance.timeOrigin), and the CPU it used to get here.
       startupMs: Math.round(performance.now()),

@@ -9,6 +9,7 @@ import { NetnsSockets, type SocketMaker } from './netnsSockets.js';
 import { TcpForward, type TapOpener } from './tcp.js';
 import { UdpForward } from './udp.js';
 import { newForwardCounters, type ForwardCounters, type ForwardRule } from './rule.js';
+import { hostPort } from './listen.js';
 
 export interface PortForwarderEnv {
   agent: SocketMaker;
@@ -55,7 +56,7 @@ export class PortForwarder {
     const id = this.nextId++;
     const live: Live = { id, rule, listening: impl.addresses(), impl };
     this.rules.set(id, live);
-    this.env.log.info({ id, rule: rule.text, listening: live.listening, to: `${rule.guestAddress}:${rule.guestPort}`, mode: rule.proto === 'tcp' ? this.env.mode : 'udp' }, 'forwarding');
+    this.env.log.info({ id, rule: rule.text, listening: live.listening, to: hostPort(rule.guestAddress, rule.guestPort), mode: rule.proto === 'tcp' ? this.env.mode : 'udp' }, 'forwarding');
     return { id, rule, listening: live.listening };
   }
 

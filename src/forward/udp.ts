@@ -176,7 +176,7 @@ export class UdpForward {
           ...(t.bind ? { bind: { address: t.address, port: 0 } } : {}),
           connect: { address: t.address, port: r.guestPort },
         });
-        p.target = `${t.address}:${r.guestPort}`;
+        p.target = hostPort(t.address, r.guestPort);
         break;
       } catch (e) {
         if ((e as { code?: string }).code !== 'EADDRNOTAVAIL') {

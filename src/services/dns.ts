@@ -25,6 +25,7 @@ import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
 import { reportInternalError } from '../internalError.js';
 import { DnsMessage, DnsRcode, DNS_ERROR_RESPONSE_MAX, DNS_MAX_NAME, dnsNamesEqual, writeDnsErrorResponse } from '../wire/dns.js';
+import { hostPort } from '../forward/listen.js';
 
 export interface DnsUpstream {
   address: string;
@@ -203,7 +204,7 @@ export class DnsForwarder {
     socket.send(p.query, up.port, up.address, (err) => {
       if (!err) return;
       this.counters.sendErrors++;
-      this.log?.debug({ err: err.message, upstream: `${up.address}:${up.port}` }, 'dns: send to upstream failed');
+      this.log?.debug({ err: err.message, upstream: hostPort(up.address, up.port) }, 'dns: send to upstream failed');
       this.advanceSafely(p, attempt);
     });
   }

@@ -284,4 +284,9 @@ describe.skipIf(!!reason)(titled('DNS forwarding to an IPv6-only upstream', reas
       }
     }
   });
+
+  it("names the upstream as [address]:port in the 'serving' log line", () => {
+    const serving = stack.stderr.text().split('\n').find((l) => l.includes('"msg":"serving"'));
+    expect(JSON.parse(serving ?? '{}').dns).toEqual([`[${NET.dns6}]:53`]);
+  });
 });
