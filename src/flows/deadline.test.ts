@@ -157,6 +157,19 @@ describe('DeadlineQueue', () => {
     expect(fired).toEqual(['bad', 'good', 'later']);
   });
 
+  it('keeps a deadline beyond Node\'s longest timeout (2^31 - 1 ms) on one timer, and fires it on time', () => {
+    const q = new DeadlineQueue();
+    const t0 = Date.now();
+    let at = -1;
+    const d = new Deadline(q, () => (at = Date.now() - t0));
+    const far = 30 * 24 * 3600 * 1000; // 30 days
+    d.arm(far);
+    vi.advanceTimersToNextTimer(); // one timer capped at the maximum, not a 1 ms loop
+    expect([Date.now() - t0, at, vi.getTimerCount()]).toEqual([0x7fffffff, -1, 1]);
+    vi.advanceTimersToNextTimer();
+    expect(at).toBe(far);
+  });
+
   it('clear forgets every deadline', () => {
     const q = new DeadlineQueue();
     let n = 0;

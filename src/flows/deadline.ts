@@ -6,6 +6,9 @@
  * entry re-queues itself when it comes due), so re-arming per ACK is cheap.
  */
 
+/** The longest delay a Node timer takes as given. */
+const MAX_TIMEOUT_MS = 0x7fffffff;
+
 export class DeadlineQueue {
   /** Binary min-heap by `queuedAt`. */
   private readonly heap: Deadline[] = [];
@@ -113,7 +116,9 @@ export class DeadlineQueue {
       clearTimeout(this.handle);
     }
     this.handleAt = first.queuedAt;
-    this.handle = setTimeout(this.fire, Math.max(1, first.queuedAt - now));
+    // Node caps a timeout at 2^31 - 1 ms (longer ones fire after 1 ms): a far deadline is
+    // re-checked when the capped timer fires.
+    this.handle = setTimeout(this.fire, Math.min(MAX_TIMEOUT_MS, Math.max(1, first.queuedAt - now)));
     this.handle.unref?.();
   }
 
