@@ -179,6 +179,20 @@ static napi_value tap_writev(napi_env env, napi_callback_info info) {
   return tap_writev_parts(env, t, argv[0], zero_hdr, "writev(parts: Uint8Array[])");
 }
 
+/* The virtio_net_hdr of an offloaded frame: checksum left to the kernel (NEEDS_CSUM) from
+ * csum_start, stored at csum_start + csum_offset; gso_type != 0 makes it a GSO super-frame of
+ * gso_size-byte segments. Fields in native (little) endian, as tun expects. */
+static void offload_header(uint8_t hdr[12], int gso_type, int hdr_len, int gso_size, int csum_start, int csum_offset) {
+  uint16_t v;
+  memset(hdr, 0, 12);
+  hdr[0] = 1; /* VIRTIO_NET_HDR_F_NEEDS_CSUM */
+  hdr[1] = (uint8_t)gso_type;
+  v = (uint16_t)hdr_len; memcpy(hdr + 2, &v, 2);
+  v = (uint16_t)gso_size; memcpy(hdr + 4, &v, 2);
+  v = (uint16_t)csum_start; memcpy(hdr + 6, &v, 2);
+  v = (uint16_t)csum_offset; memcpy(hdr + 8, &v, 2);
+}
+
 /* writevOffload(parts, gsoType, gsoSize, csumStart, csumOffset, hdrLen): one frame whose L4
  * checksum field holds the pseudo-header sum; the kernel completes it (VIRTIO_NET_HDR_F_NEEDS_CSUM)
  * and, when gsoType != 0, treats the frame as a GSO super-frame of gsoSize-byte segments. */
@@ -196,14 +210,8 @@ static napi_value tap_writev_offload(napi_env env, napi_callback_info info) {
   if (!sw_get_int(env, argv[3], "csumStart", 0, 65535, &csum_start)) return NULL;
   if (!sw_get_int(env, argv[4], "csumOffset", 0, 65535, &csum_offset)) return NULL;
   if (!sw_get_int(env, argv[5], "hdrLen", 0, 65535, &hdr_len)) return NULL;
-  uint8_t hdr[12] = { 0 };
-  hdr[0] = 1; /* VIRTIO_NET_HDR_F_NEEDS_CSUM */
-  hdr[1] = (uint8_t)gso_type;
-  uint16_t v;
-  v = (uint16_t)hdr_len; memcpy(hdr + 2, &v, 2);      /* native (little) endian, as tun expects */
-  v = (uint16_t)gso_size; memcpy(hdr + 4, &v, 2);
-  v = (uint16_t)csum_start; memcpy(hdr + 6, &v, 2);
-  v = (uint16_t)csum_offset; memcpy(hdr + 8, &v, 2);
+  uint8_t hdr[12];
+  offload_header(hdr, (int)gso_type, (int)hdr_len, (int)gso_size, (int)csum_start, (int)csum_offset);
   return tap_writev_parts(env, t, argv[0], hdr, usage);
 }
 
@@ -235,14 +243,8 @@ static napi_value tap_send_offload(napi_env env, napi_callback_info info) {
     if (!sw_get_bytes(env, argv[2], "payload", &p, &pn)) return NULL;
     if ((size_t)n[1] + (size_t)n[2] > pn) { sw_throw_range(env, "sendOffload: off + len is past the end of payload"); return NULL; }
   }
-  uint8_t vh[12] = { 0 };
-  vh[0] = 1; /* VIRTIO_NET_HDR_F_NEEDS_CSUM */
-  vh[1] = (uint8_t)n[3];
-  uint16_t v;
-  v = (uint16_t)n[0]; memcpy(vh + 2, &v, 2);
-  v = (uint16_t)n[4]; memcpy(vh + 4, &v, 2);
-  v = (uint16_t)n[5]; memcpy(vh + 6, &v, 2);
-  v = (uint16_t)n[6]; memcpy(vh + 8, &v, 2);
+  uint8_t vh[12];
+  offload_header(vh, n[3], n[0], n[4], n[5], n[6]);
   struct iovec iov[3] = { { vh, t->vnet_len }, { h, (size_t)n[0] }, { p ? p + n[1] : NULL, (size_t)n[2] } };
   ssize_t r;
   do r = writev(t->h.fd, iov, n[2] > 0 ? 3 : 2); while (r < 0 && errno == EINTR);
