@@ -1512,11 +1512,6 @@ export class TcpFlowTable {
     return { active: this.count, timeWait: this.timeWait.size, ...this.counters };
   }
 
-  /** Key of a flow as text (family first: no collisions across families). */
-  static keyOf(family: 4 | 6, guestAddr: TcpAddr, guestPort: number, remoteAddr: TcpAddr, remotePort: number): string {
-    return TupleMap.keyOf(family, guestAddr, guestPort, remoteAddr, remotePort);
-  }
-
   /** Find a flow by its guest-side 4-tuple. */
   lookup(family: 4 | 6, guestAddr: TcpAddr, guestPort: number, remoteAddr: TcpAddr, remotePort: number): TcpFlow | undefined {
     return this.byTuple.get(family, guestAddr, guestPort, remoteAddr, remotePort);
@@ -1623,7 +1618,7 @@ export class TcpFlowTable {
     this.twQueue.length = 0;
     this.twDue.length = 0;
     this.twHead = 0;
-    this.twTimer.cancel();
+    this.timers.clear(); // the TIME-WAIT expiry, and any deadline a flow left
   }
 
   /** 4-tuples in TIME-WAIT. */
