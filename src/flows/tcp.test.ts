@@ -364,6 +364,53 @@ describe('guest → host data', () => {
     expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, ISN + 1481]]);
   });
 
+  it('waits delayedAckMs for replies after pushAckRelaxAfter answered requests, and goes back to 1 ms for good once that wait runs out', () => {
+    useFakeTimers();
+    const { env, table } = make({ pushAckRelaxAfter: 3 });
+    const { sock, iss } = open(env, table);
+    let seq = ISN + 1;
+    let ack = iss + 1;
+    const request = (): void => {
+      table.input(4, GUEST, REMOTE, seg({ seq, ack: u32(ack), flags: ACK | PSH, data: bytes(10) }));
+      seq += 10;
+      table.flushAcks();
+      expect(env.out).toEqual([]);
+    };
+    const reply = (): void => {
+      sock.emit('data', bytes(5));
+      expect(env.take().map((o) => [o.flags, o.ack, o.data.length])).toEqual([[ACK | PSH, seq, 5]]);
+      ack += 5;
+    };
+    // A request the host does not answer within 1 ms is ACKed then, and the streak starts over.
+    for (let round = 0; round < 2; round++) {
+      request();
+      reply();
+      request();
+      reply();
+      request();
+      vi.advanceTimersByTime(1);
+      expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, seq]]);
+    }
+    // Three answered requests in a row: the next unanswered one waits 40 ms, not 1.
+    for (let i = 0; i < 3; i++) {
+      request();
+      reply();
+    }
+    request();
+    vi.advanceTimersByTime(39);
+    expect(env.out).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, seq]]);
+    // That wait ran out: 1 ms again, however many replies come after.
+    for (let i = 0; i < 5; i++) {
+      request();
+      reply();
+    }
+    request();
+    vi.advanceTimersByTime(1);
+    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, seq]]);
+  });
+
   it('delays the ACK of a lone segment without PSH', () => {
     useFakeTimers();
     const { env, table } = make();
