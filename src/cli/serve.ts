@@ -27,7 +27,7 @@ import type { FrameWriter } from '../link/sink.js';
 import type { FrameReceiver } from '../link/frames.js';
 import { PcapWriter } from '../link/pcap.js';
 import { FaultInjector } from '../link/faults.js';
-import { hostPort } from '../forward/listen.js';
+import { hostPort } from '../ip/endpoint.js';
 
 /** The agent's exit code when the target PID it watches has exited. */
 const TARGET_EXITED = 10;

@@ -9,7 +9,7 @@ import { NetnsSockets, type SocketMaker } from './netnsSockets.js';
 import { TcpForward, type TapOpener } from './tcp.js';
 import { UdpForward } from './udp.js';
 import { newForwardCounters, type ForwardCounters, type ForwardRule } from './rule.js';
-import { hostPort } from './listen.js';
+import { hostPort } from '../ip/endpoint.js';
 
 export interface PortForwarderEnv {
   agent: SocketMaker;

@@ -6,17 +6,13 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import dgram from 'node:dgram';
+import { hostPort } from '../ip/endpoint.js';
 
 /** One host socket address a forward listens on. */
 export interface ListenAddress {
   address: string;
   /** true: IPv6 socket limited to IPv6 (so a separate IPv4 socket can share the port). */
   ipv6Only: boolean;
-}
-
-/** `127.0.0.1:8080`, `[::1]:53`. */
-export function hostPort(address: string, port: number): string {
-  return `${address.includes(':') ? `[${address}]` : address}:${port}`;
 }
 
 /** `tcp 127.0.0.1:8080`, `udp [::1]:53`. */

@@ -6,7 +6,7 @@
 import type net from 'node:net';
 import type { TcpFlow, TcpFlowTable } from '../flows/tcp.js';
 import { formatIpv4, parseIpv4 } from '../wire/ipv4.js';
-import { hostPort } from './listen.js';
+import { hostPort } from '../ip/endpoint.js';
 import type { ForwardRule } from './rule.js';
 import type { TapFlowInfo, TapOpener } from './tcp.js';
 

@@ -20,7 +20,8 @@ import type { Logger } from 'pino';
 import { guarded, reportInternalError } from '../internalError.js';
 import { SpliceRelay, dupFd, resetClose, type SpliceRelay as SpliceRelayHandle } from '../native.js';
 import { NetnsSockets } from './netnsSockets.js';
-import { describeEndpoint, hostPort, listenAddresses, listenTcp, noIpv6 } from './listen.js';
+import { hostPort } from '../ip/endpoint.js';
+import { describeEndpoint, listenAddresses, listenTcp, noIpv6 } from './listen.js';
 import type { ForwardCounters, ForwardRule } from './rule.js';
 
 /** A live tap-mode forwarded connection. */

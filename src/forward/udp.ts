@@ -20,7 +20,8 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { catchInternal, guarded } from '../internalError.js';
 import { DgramBatch, closeFd, type DgramBatch as DgramBatchHandle } from '../native.js';
-import { bindUdp, describeEndpoint, hostPort, listenAddresses, noIpv6 } from './listen.js';
+import { hostPort } from '../ip/endpoint.js';
+import { bindUdp, describeEndpoint, listenAddresses, noIpv6 } from './listen.js';
 import type { NetnsSockets } from './netnsSockets.js';
 import type { ForwardCounters, ForwardRule } from './rule.js';
 

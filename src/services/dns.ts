@@ -25,7 +25,7 @@ import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
 import { reportInternalError } from '../internalError.js';
 import { DnsMessage, DnsRcode, DNS_ERROR_RESPONSE_MAX, DNS_MAX_NAME, dnsNamesEqual, writeDnsErrorResponse } from '../wire/dns.js';
-import { hostPort } from '../forward/listen.js';
+import { hostPort } from '../ip/endpoint.js';
 
 export interface DnsUpstream {
   address: string;
