@@ -340,74 +340,45 @@ describe('guest → host data', () => {
     expect(env.take().map((o) => [o.flags, o.seq, o.ack])).toEqual([[ACK, u32(iss + 1), ISN + 301]]);
   });
 
-  it('lets a reply carry the ACK of a small request, else ACKs it within pushAckDelayMs', () => {
+  it('lets a reply carry the ACK of a small request, else ACKs it within pushAckDelayMs, and within pushAckQuickMs once that ran out', () => {
     useFakeTimers();
     const { env, table } = make();
     const { sock, iss } = open(env, table);
-    // Request, reply within the delay: one frame, the reply with the ACK.
-    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1, ack: u32(iss + 1), flags: ACK | PSH, data: bytes(10) }));
-    table.flushAcks();
-    expect(env.out).toEqual([]);
-    sock.emit('data', bytes(20));
-    expect(env.take().map((o) => [o.flags, o.ack, o.data.length])).toEqual([[ACK | PSH, ISN + 11, 20]]);
-    vi.advanceTimersByTime(50);
-    expect(env.out).toEqual([]);
-    // Request, no reply: the ACK alone after 1 ms.
-    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 11, ack: u32(iss + 21), flags: ACK | PSH, data: bytes(10) }));
-    table.flushAcks();
-    expect(env.out).toEqual([]);
-    vi.advanceTimersByTime(1);
-    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, ISN + 21]]);
-    // A full-sized segment with PSH is acknowledged at once.
-    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 21, ack: u32(iss + 21), flags: ACK | PSH, data: bytes(1460) }));
-    table.flushAcks();
-    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, ISN + 1481]]);
-  });
-
-  it('waits delayedAckMs for replies after pushAckRelaxAfter answered requests, and goes back to 1 ms for good once that wait runs out', () => {
-    useFakeTimers();
-    const { env, table } = make({ pushAckRelaxAfter: 3 });
-    const { sock, iss } = open(env, table);
     let seq = ISN + 1;
     let ack = iss + 1;
-    const request = (): void => {
-      table.input(4, GUEST, REMOTE, seg({ seq, ack: u32(ack), flags: ACK | PSH, data: bytes(10) }));
-      seq += 10;
+    const request = (len = 10): void => {
+      table.input(4, GUEST, REMOTE, seg({ seq, ack: u32(ack), flags: ACK | PSH, data: bytes(len) }));
+      seq += len;
       table.flushAcks();
-      expect(env.out).toEqual([]);
     };
     const reply = (): void => {
-      sock.emit('data', bytes(5));
-      expect(env.take().map((o) => [o.flags, o.ack, o.data.length])).toEqual([[ACK | PSH, seq, 5]]);
-      ack += 5;
+      sock.emit('data', bytes(20));
+      expect(env.take().map((o) => [o.flags, o.ack, o.data.length])).toEqual([[ACK | PSH, seq, 20]]);
+      ack += 20;
     };
-    // A request the host does not answer within 1 ms is ACKed then, and the streak starts over.
-    for (let round = 0; round < 2; round++) {
-      request();
-      reply();
-      request();
-      reply();
-      request();
-      vi.advanceTimersByTime(1);
-      expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, seq]]);
-    }
-    // Three answered requests in a row: the next unanswered one waits 40 ms, not 1.
+    // Request, reply within the delay: one frame, the reply with the ACK.
+    request();
+    expect(env.out).toEqual([]);
+    reply();
+    vi.advanceTimersByTime(50);
+    expect(env.out).toEqual([]);
+    // Request, no reply: the ACK alone after 5 ms.
+    request();
+    vi.advanceTimersByTime(4);
+    expect(env.out).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, seq]]);
+    // From then on (replies or not in between) an unanswered request is ACKed after 1 ms.
     for (let i = 0; i < 3; i++) {
       request();
       reply();
     }
     request();
-    vi.advanceTimersByTime(39);
     expect(env.out).toEqual([]);
     vi.advanceTimersByTime(1);
     expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, seq]]);
-    // That wait ran out: 1 ms again, however many replies come after.
-    for (let i = 0; i < 5; i++) {
-      request();
-      reply();
-    }
-    request();
-    vi.advanceTimersByTime(1);
+    // A full-sized segment with PSH is acknowledged at once.
+    request(1460);
     expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, seq]]);
   });
 

@@ -40,15 +40,16 @@
  * each tap batch, and as a microtask fallback) sends one ACK per flow that needs one. An ACK is
  * due at once after two data segments, a full-sized segment with PSH, FIN, out-of-order or
  * duplicate data, else it is delayed by `delayedAckMs`. A lone segment smaller than our MSS with
- * PSH (a request, while the host can still reply) is acknowledged within `pushAckDelayMs` (1 ms):
+ * PSH (a request, while the host can still reply) is acknowledged within `pushAckDelayMs` (5 ms):
  * a host reply that comes sooner carries the ACK, so a request/response exchange costs the guest
- * one frame from us, not two, and a guest whose Nagle waits for that ACK waits at most that long.
- * Once `pushAckRelaxAfter` (8) requests in a row were answered that way, the flow waits up to
- * `delayedAckMs` instead: a 1 ms deadline pending across every request's sleep cost about 10 µs of
- * CPU per exchange on the benchmark VM (bench/PROFILE.md), a 40 ms one does not. When that longer
- * wait runs out on a request (the guest may be a Nagle sender waiting for the ACK: a
- * write-write-read pattern), the flow goes back to 1 ms for good, so such a guest stalls at most
- * once for 40 ms. Any segment we send carries the ACK and cancels a pending one.
+ * one frame from us, not two. Once that wait has run out on one of a flow's requests (the guest
+ * may be a Nagle sender waiting for the ACK: a write-write-read pattern), the flow's later
+ * requests are acknowledged within `pushAckQuickMs` (1 ms), so such a guest stalls 5 ms once and
+ * 1 ms after. Why not 1 ms throughout: the deadline is pending while the loop sleeps between
+ * request and reply, and an epoll timeout shorter than the kernel's tick (4 ms at 250 Hz) makes
+ * the kernel program the timer hardware on the way into the sleep and again out of it; on the
+ * benchmark VM that cost ~5 µs of CPU per sleep, ~18 µs per connection (bench/PROFILE.md). Any
+ * segment we send carries the ACK and cancels a pending one.
  *
  * Host → guest. Host socket chunks are queued as they come (a list of Buffers with offsets, no
  * concatenation: `SendQueue`); queue position 0 is SND.UNA. Segments of at most the guest's MSS
@@ -187,14 +188,13 @@ export interface TcpConfig {
   /** SYN-ACK / SYN retransmissions before giving up on a handshake. */
   synRetries: number;
   delayedAckMs: number;
-  /** ACK delay for a lone small segment with PSH (a reply from the host may carry the ACK). */
-  pushAckDelayMs: number;
   /**
-   * After this many requests in a row whose ACK rode on the host's reply, a flow waits up to
-   * `delayedAckMs` instead (0: never). Once that longer wait runs out on a request, the flow keeps
-   * `pushAckDelayMs` for good.
+   * ACK delay for a lone small segment with PSH (a request: the host's reply may carry the ACK).
+   * Longer than a 250 Hz tick on purpose (see the theory of operation).
    */
-  pushAckRelaxAfter: number;
+  pushAckDelayMs: number;
+  /** The same, once that delay has run out on one of the flow's requests (a Nagle guest may be waiting). */
+  pushAckQuickMs: number;
   timeWaitMs: number;
   /** Host connect taking longer → treated as ETIMEDOUT (unreachable). */
   connectTimeoutMs: number;
@@ -220,8 +220,8 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = {
   maxRetransmits: 12,
   synRetries: 5,
   delayedAckMs: 40,
-  pushAckDelayMs: 1,
-  pushAckRelaxAfter: 8,
+  pushAckDelayMs: 5,
+  pushAckQuickMs: 1,
   timeWaitMs: 2_000,
   connectTimeoutMs: 60_000,
   idleTimeoutMs: 7_200_000,
@@ -483,10 +483,8 @@ export class TcpFlow implements TcpEndpoints {
   ackNow = false;
   /** A small segment with PSH awaits its ACK (sent within pushAckDelayMs). */
   private pushed = false;
-  /** Requests in a row whose ACK a reply carried (see pushAckRelaxAfter). */
-  private replyStreak = 0;
-  /** 0: requests are ACKed within pushAckDelayMs; 1: within delayedAckMs (relaxed); 2: that ran out once, never relaxed again. */
-  private pushMode = 0;
+  /** The host once did not answer a request within pushAckDelayMs: ACK requests within pushAckQuickMs. */
+  private pushQuick = false;
   private segsUnacked = 0;
   /** Queued in the table's dirty list. */
   inDirty = false;
@@ -913,7 +911,7 @@ export class TcpFlow implements TcpEndpoints {
     if (this.wCount !== 0) this.flushWrites();
     if (this.state === TcpState.CLOSED) return;
     if (this.ackNow) this.sendAck();
-    else if (this.pushed) this.delack.armBy(this.pushMode === 1 ? this.table.config.delayedAckMs : this.table.config.pushAckDelayMs);
+    else if (this.pushed) this.delack.armBy(this.pushQuick ? this.table.config.pushAckQuickMs : this.table.config.pushAckDelayMs);
     else if (this.ackPending && !this.delack.armed) this.delack.arm(this.table.config.delayedAckMs);
   }
 
@@ -1051,11 +1049,8 @@ export class TcpFlow implements TcpEndpoints {
 
   private onDelayedAck(): void {
     if (!this.ackPending || this.state === TcpState.CLOSED) return;
-    if (this.pushed) {
-      // The host did not answer the request in time (the guest may be waiting for this ACK).
-      this.replyStreak = 0;
-      if (this.pushMode === 1) this.pushMode = 2;
-    }
+    // The host did not answer the request in time: the guest may be waiting for this ACK.
+    if (this.pushed) this.pushQuick = true;
     this.sendAck();
   }
 
@@ -1110,12 +1105,6 @@ export class TcpFlow implements TcpEndpoints {
     if (flags & RST) this.table.counters.resets++;
     this.table.env.emit(this, flags, seq, ack, window, null, 0, 0);
     if (acked) this.ackSent();
-  }
-
-  /** A reply carried a request's ACK: after pushAckRelaxAfter in a row, wait longer for replies. */
-  private replied(): void {
-    const n = this.table.config.pushAckRelaxAfter;
-    if (n > 0 && ++this.replyStreak >= n) this.pushMode = 1;
   }
 
   private ackSent(): void {
@@ -1177,10 +1166,7 @@ export class TcpFlow implements TcpEndpoints {
       this.life.arm(this.table.config.halfClosedTimeoutMs);
       sent++;
     }
-    if (sent > 0) {
-      if (this.pushed && this.pushMode === 0) this.replied();
-      this.ackSent();
-    }
+    if (sent > 0) this.ackSent();
     if (this.sndUna !== this.sndMax) {
       if (!this.rtx.armed) this.rtx.arm(this.currentRto());
     } else if (this.sndWnd === 0 && q.bytes > 0 && !this.persisting) {
