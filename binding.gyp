@@ -10,6 +10,7 @@
         "native/csum.c",
         "native/splice.c",
         "native/sockio.c",
+        "native/express.c",
         "native/udp.c",
         "native/memory.cc"
       ],

@@ -40,6 +40,7 @@ struct sw_handle {
   bool actx_shared;         /* set with actx before sw_handle_init: one context for many handles */
   void (*on_poll)(sw_handle *h, int status, int events);
   void (*on_free)(sw_handle *h); /* extra cleanup before free() */
+  void (*on_close)(sw_handle *h); /* first thing sw_handle_close does (the fd and callbacks still there) */
 };
 
 /* Initialise h (calloc'ed) for fd, wrap it in `self`.  On failure: JS exception pending, h is
@@ -107,6 +108,29 @@ int sw_fill_addr(int family, const char *a, int port, struct sockaddr_storage *s
 /* Bind fd (a non-blocking stream socket of `family`) to bind_addr when it is not NULL and connect
  * it to addr:port.  Returns 0 (connected), EINPROGRESS (wait until writable) or an errno. */
 int sw_bind_connect(int fd, int family, const char *bind_addr, const char *addr, int port);
+
+/* ---- express.c: the native lane for established IPv4 TCP flows (see the file's comment) ---- */
+typedef struct sw_xtap sw_xtap;
+typedef struct sw_xflow sw_xflow;
+/* The express table of a Tap (made by tap.expressStart): fd and vnet header to write frames with. */
+sw_xtap *sw_xtap_new(sw_handle *tap, int fd, size_t vnet_len, uint32_t delay_ms);
+/* The tap closes: every flow is detached (it falls back to JS) and the table is freed. */
+void sw_xtap_close(sw_xtap *x);
+/* tap.c's Tap object -> its express table (NULL, with a TypeError pending, when it has none). */
+sw_xtap *sw_tap_xtap(napi_env env, napi_value tap);
+void sw_xtap_stats(sw_xtap *x, napi_env env, napi_value o);
+/* Adds the frames and bytes the lane wrote to the tap. */
+void sw_xtap_tx_totals(sw_xtap *x, double *frames, double *bytes);
+/* One frame from the guest (vnet = its virtio header): true when the express lane took it whole. */
+bool sw_xtap_rx(sw_xtap *x, const uint8_t *frame, size_t len, const uint8_t *vnet);
+/* Attach a flow (its host socket fd; st = the shared Int32Array state, hdr = a 54-byte template). */
+sw_xflow *sw_xflow_new(napi_env env, sw_xtap *x, int fd, napi_value st, const uint8_t *hdr);
+void sw_xflow_free(napi_env env, sw_xflow *f);
+/* The host socket is readable: 1 = handled (a segment went out or nothing to read), 0 = not for
+ * the lane (read it the JS way), -errno = read error, 2 = EOF (nothing consumed but the FIN). */
+int sw_xflow_tx(sw_xflow *f, int events);
+/* Copy of the bytes the lane sent and the guest has not acknowledged (a new Buffer). */
+napi_value sw_xflow_unacked(napi_env env, sw_xflow *f);
 
 napi_value sw_csum(napi_env env, napi_callback_info info);
 /* memory.cc: V8 low-memory notification (full GCs, young generation shrunk). */

@@ -299,6 +299,7 @@ void sw_handle_stop(sw_handle *h) {
 
 void sw_handle_close(sw_handle *h) {
   if (h->closed) return;
+  if (h->on_close) h->on_close(h);
   h->closed = true;
   napi_env env = h->env;
   /* no uv_poll_stop first: uv_close stops the poll itself, and each stop is an epoll_ctl(DEL) */

@@ -109,6 +109,7 @@ static size_t hs_buf_len;
 typedef struct {
   sw_handle h;
   bool connecting, reading, want_write, eof;
+  sw_xflow *xf; /* on the tap's express lane (expressAttach), or NULL */
 } hostsock_t;
 
 static void hs_update(hostsock_t *s) {
@@ -146,6 +147,16 @@ static bool hs_call_read(hostsock_t *s, size_t n, int status) {
 
 static void hs_do_read(hostsock_t *s, int events) {
   for (int round = 0; round < 16 && s->reading && !s->eof && !s->h.closed; round++) {
+    if (s->xf) {
+      int x = sw_xflow_tx(s->xf, events);
+      if (x == 1) return; /* one frame out (or nothing to read): the next one after the guest's ACK */
+      if (x < 0 || x == 2) {
+        s->eof = true;
+        hs_update(s);
+        hs_call_read(s, 0, x < 0 ? x : 1);
+        return;
+      }
+    }
     if (hs_buf == NULL) return;
     uint8_t *buf = hs_buf;
     size_t cap = hs_buf_len;
@@ -214,6 +225,12 @@ static void hs_on_poll(sw_handle *h, int status, int events) {
   }
 }
 
+static void hs_on_close(sw_handle *h) {
+  hostsock_t *s = (hostsock_t *)h;
+  if (s->xf) sw_xflow_free(h->env, s->xf);
+  s->xf = NULL;
+}
+
 static hostsock_t *hs_unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
   return (hostsock_t *)sw_unwrap(env, info, argc, argv, false);
 }
@@ -258,6 +275,7 @@ static napi_value hs_new(napi_env env, napi_callback_info info) {
     s->h.actx_shared = true;
   }
   if (!sw_handle_init(env, &s->h, self, fd, true, "slipway.HostSocket", argv[4], argv[5], hs_on_poll)) { close(fd); return NULL; }
+  s->h.on_close = hs_on_close;
   /* connected already: the caller reports it (connected getter) once its listeners are on */
   s->connecting = !connected_now;
   s->reading = connected_now;
@@ -342,6 +360,48 @@ static napi_value hs_connected(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/* expressAttach(tap, state: Int32Array, hdr: Buffer(54)): put the flow on the tap's express lane
+ * (native/express.c); hdr is the Ethernet + IPv4 + TCP header of a segment to the guest.
+ * expressDetach() takes it off; expressUnacked() copies the bytes the lane sent and the guest has
+ * not acknowledged. */
+static napi_value hs_express_attach(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  hostsock_t *s = hs_unwrap(env, info, &argc, argv);
+  if (!s) return NULL;
+  if (argc < 3) { sw_throw_type(env, "expressAttach(tap, state, hdr)"); return NULL; }
+  if (s->h.closed || s->connecting) { sw_throw_errno(env, "expressAttach", s->h.closed ? EBADF : ENOTCONN); return NULL; }
+  if (s->xf) { sw_throw_type(env, "expressAttach: already attached"); return NULL; }
+  uint8_t *hdr;
+  size_t hl;
+  if (!sw_get_bytes(env, argv[2], "hdr", &hdr, &hl)) return NULL;
+  if (hl < 54) { sw_throw_range(env, "expressAttach: hdr must have 54 bytes"); return NULL; }
+  sw_xtap *x = sw_tap_xtap(env, argv[0]);
+  if (!x) return NULL;
+  s->xf = sw_xflow_new(env, x, s->h.fd, argv[1], hdr);
+  return NULL;
+}
+
+static napi_value hs_express_detach(napi_env env, napi_callback_info info) {
+  hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
+  if (!s) return NULL;
+  if (s->xf) sw_xflow_free(env, s->xf);
+  s->xf = NULL;
+  return NULL;
+}
+
+static napi_value hs_express_unacked(napi_env env, napi_callback_info info) {
+  hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
+  if (!s) return NULL;
+  if (!s->xf) {
+    napi_value b;
+    void *d;
+    NAPI_OK(env, napi_create_buffer(env, 0, &d, &b));
+    return b;
+  }
+  return sw_xflow_unacked(env, s->xf);
+}
+
 /* setHostReadBuffer(buf): where HostSockets read to from now on (kept referenced). */
 static napi_value hs_set_read_buffer(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -371,6 +431,9 @@ napi_value sw_init_hostsock(napi_env env, napi_value exports) {
     SW_METHOD("readStop", hs_read_stop),
     SW_METHOD("shutdown", hs_shutdown),
     SW_METHOD("close", hs_close),
+    SW_METHOD("expressAttach", hs_express_attach),
+    SW_METHOD("expressDetach", hs_express_detach),
+    SW_METHOD("expressUnacked", hs_express_unacked),
     { "fd", NULL, NULL, sw_fd_getter, NULL, NULL, napi_default, NULL },
     { "connected", NULL, NULL, hs_connected, NULL, NULL, napi_default, NULL },
   };

@@ -23,6 +23,7 @@ typedef struct {
   uint8_t *vnet;       /* memory of the `vnet` Buffer: vnet_len bytes per slot (or NULL) */
   size_t vnet_len;
   bool paused;
+  sw_xtap *x;          /* the express lane's table (expressStart), or NULL */
   double rx_frames, rx_bytes, tx_frames, tx_bytes, tx_dropped, rx_errors;
 } tap_t;
 
@@ -48,9 +49,11 @@ static void tap_on_poll(sw_handle *h, int status, int events) {
         r = read(h->fd, t->ring.data + n * t->ring.slot_size, t->ring.slot_size);
       }
       if (r > 0) {
-        t->ring.lengths[n++] = (int32_t)r;
         t->rx_frames++;
         t->rx_bytes += (double)r;
+        /* taken by the express lane: the slot is read into again */
+        if (t->x && sw_xtap_rx(t->x, t->ring.data + n * t->ring.slot_size, (size_t)r, t->vnet_len ? t->vnet + n * t->vnet_len : NULL)) continue;
+        t->ring.lengths[n++] = (int32_t)r;
         continue;
       }
       if (r < 0 && errno == EINTR) continue;
@@ -66,6 +69,12 @@ static void tap_on_poll(sw_handle *h, int status, int events) {
     if (n < t->ring.slots || eof || t->paused || !h->polling) return;
   }
   /* still more: uv_poll is level-triggered, we come back on the next loop iteration */
+}
+
+static void tap_on_close(sw_handle *h) {
+  tap_t *t = (tap_t *)h;
+  if (t->x) sw_xtap_close(t->x);
+  t->x = NULL;
 }
 
 static napi_value tap_new(napi_env env, napi_callback_info info) {
@@ -106,6 +115,7 @@ static napi_value tap_new(napi_env env, napi_callback_info info) {
   t->vnet = vnet_data;
   t->vnet_len = (size_t)vnet_len;
   if (!sw_handle_init(env, &t->h, self, (int)fd, true, "slipway.Tap", argv[3], NULL, tap_on_poll)) return NULL;
+  t->h.on_close = tap_on_close;
   if (!sw_handle_start_new(&t->h, UV_READABLE)) return NULL;
   return self;
 }
@@ -251,6 +261,41 @@ static napi_value tap_send_offload(napi_env env, napi_callback_info info) {
   return tap_result(env, t, r, (size_t)n[0] + (size_t)n[2], "writev");
 }
 
+/* expressStart(onTimer, delayMs): start the express lane (native/express.c) on this tap, which
+ * must have a vnet header. onTimer() is called delayMs after the lane last left an ACK owed or
+ * bytes in flight. */
+static napi_value tap_express_start(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  tap_t *t = (tap_t *)sw_unwrap(env, info, &argc, argv, true);
+  if (!t) return NULL;
+  if (t->vnet_len != 12) { sw_throw_type(env, "expressStart needs a tap opened with a 12-byte vnet header"); return NULL; }
+  if (argc < 2) { sw_throw_type(env, "expressStart(onTimer, delayMs)"); return NULL; }
+  int64_t delay;
+  if (!sw_get_int(env, argv[1], "delayMs", 1, 60000, &delay)) return NULL;
+  napi_valuetype ty;
+  napi_typeof(env, argv[0], &ty);
+  if (ty != napi_function) { sw_throw_type(env, "expressStart: onTimer must be a function"); return NULL; }
+  if (t->x) { sw_throw_type(env, "expressStart: already started"); return NULL; }
+  NAPI_OK(env, napi_create_reference(env, argv[0], 1, &t->h.cb[1]));
+  t->x = sw_xtap_new(&t->h, t->h.fd, t->vnet_len, (uint32_t)delay);
+  if (!t->x) { sw_throw_errno(env, "expressStart", ENOMEM); return NULL; }
+  return NULL;
+}
+
+sw_xtap *sw_tap_xtap(napi_env env, napi_value tap) {
+  void *p = NULL;
+  napi_valuetype ty;
+  if (napi_typeof(env, tap, &ty) != napi_ok || ty != napi_object || napi_unwrap(env, tap, &p) != napi_ok || !p) {
+    sw_throw_type(env, "expressAttach: tap must be a Tap");
+    return NULL;
+  }
+  tap_t *t = p;
+  if (t->h.on_poll != tap_on_poll) { sw_throw_type(env, "expressAttach: tap must be a Tap"); return NULL; }
+  if (!t->x) { sw_throw_type(env, "expressAttach: the tap's express lane is not started"); return NULL; }
+  return t->x;
+}
+
 static napi_value tap_pause(napi_env env, napi_callback_info info) {
   tap_t *t = (tap_t *)sw_unwrap(env, info, NULL, NULL, false);
   if (!t) return NULL;
@@ -274,10 +319,13 @@ static napi_value tap_stats(napi_env env, napi_callback_info info) {
   NAPI_OK(env, napi_create_object(env, &o));
   sw_set_num(env, o, "rxFrames", t->rx_frames);
   sw_set_num(env, o, "rxBytes", t->rx_bytes);
-  sw_set_num(env, o, "txFrames", t->tx_frames);
-  sw_set_num(env, o, "txBytes", t->tx_bytes);
+  double txf = t->tx_frames, txb = t->tx_bytes;
+  if (t->x) sw_xtap_tx_totals(t->x, &txf, &txb); /* the lane's frames too */
+  sw_set_num(env, o, "txFrames", txf);
+  sw_set_num(env, o, "txBytes", txb);
   sw_set_num(env, o, "txDropped", t->tx_dropped);
   sw_set_num(env, o, "rxErrors", t->rx_errors);
+  if (t->x) sw_xtap_stats(t->x, env, o);
   return o;
 }
 
@@ -291,6 +339,7 @@ napi_value sw_init_tap(napi_env env, napi_value exports) {
     SW_METHOD("resume", tap_resume),
     SW_METHOD("close", sw_close_method),
     SW_METHOD("stats", tap_stats),
+    SW_METHOD("expressStart", tap_express_start),
     { "fd", NULL, NULL, sw_fd_getter, NULL, NULL, napi_default_jsproperty, NULL },
   };
   if (!sw_def_class(env, exports, "Tap", tap_new, sizeof m / sizeof m[0], m)) return NULL;

@@ -52,6 +52,12 @@ export interface TapStats {
   /** frames not written because the tap queue was full (EAGAIN/ENOBUFS). */
   txDropped: number;
   rxErrors: number;
+  /** With the express lane started: flows on it, segments it took and sent, frames it handed to JS, frames the tap refused. */
+  expressFlows?: number;
+  expressRx?: number;
+  expressTx?: number;
+  expressHanded?: number;
+  expressTxDropped?: number;
 }
 
 /**
@@ -96,6 +102,13 @@ export interface Tap {
   /** Stop polling and close the fd. Idempotent. */
   close(): void;
   stats(): TapStats;
+  /**
+   * Start the express lane (native/express.c, src/flows/express.ts) on this tap (12-byte vnet
+   * header only): established IPv4 TCP flows attached to it exchange small segments without a
+   * call into JS. `onTimer()` runs `delayMs` after the lane last left an ACK owed or bytes in
+   * flight. Throws when the tap has no vnet header or the lane is already started.
+   */
+  expressStart(onTimer: () => void, delayMs: number): void;
 }
 export interface TapConstructor {
   /** `vnetHdrLen`: 12 when the tap was opened with IFF_VNET_HDR (agent `vnetHdr`), else 0. */
@@ -212,6 +225,15 @@ export interface HostSocketHandle {
   shutdown(): number;
   /** Close the fd; with reset, SO_LINGER 0 first (the peer gets a RST). */
   close(reset: boolean): void;
+  /**
+   * Put the socket's flow on `tap`'s express lane: `state` is the shared state (EXPRESS_STATE_LEN
+   * entries, layout in src/flows/express.ts), `hdr` the 54-byte Ethernet + IPv4 + TCP header of a
+   * segment to the guest. Throws while connecting, after close, or when the tap has no lane.
+   */
+  expressAttach(tap: Tap, state: Int32Array, hdr: Uint8Array): void;
+  expressDetach(): void;
+  /** A copy of the bytes the lane sent to the guest that it has not acknowledged. */
+  expressUnacked(): Buffer;
 }
 export interface HostSocketConstructor {
   new (

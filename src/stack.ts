@@ -68,7 +68,7 @@ import { writeU32 } from './wire/bytes.js';
 import { VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_HDR_LEN } from './wire/vnet.js';
 import { TcpFlowTable, type HostSide, type TcpFlow, type TcpFlowEnv } from './flows/tcp.js';
 import { dropReadPool, HostSocket } from './flows/hostSocket.js';
-import { writeSlices } from './native.js';
+import { type Tap, writeSlices } from './native.js';
 import { reportInternalError } from './internalError.js';
 import { DhcpServer } from './services/dhcp.js';
 import type { DnsForwarder } from './services/dns.js';
@@ -267,6 +267,20 @@ export class Stack {
   }
 
   /** Start what runs on its own: the first router advertisement and the periodic ones. */
+  /** The tap the express lane runs on (`useExpressLane`), or null. */
+  private expressTap: Tap | null = null;
+  private readonly expressHdr = new Uint8Array(54);
+
+  /**
+   * Run the express lane (native/express.c) on `tap`, which must be the tap this stack's frames
+   * come from and go to with a vnet header, and no middleware (pcap, faults) between: the lane
+   * reads and writes the tap itself.
+   */
+  useExpressLane(tap: Tap): void {
+    tap.expressStart(() => this.tcp.expressTimer(), this.tcp.config.pushAckDelayMs);
+    this.expressTap = tap;
+  }
+
   start(): void {
     this.ra?.start();
   }
@@ -775,6 +789,14 @@ export class Stack {
       },
       closed: () => {},
       writeSlices,
+      express: (flow) => {
+        const tap = this.expressTap;
+        const sock = flow.socket;
+        if (tap === null || flow.family !== 4 || !(sock instanceof HostSocket)) return null;
+        const hdr = this.expressHdr;
+        if (!this.sink.tcp4Template(hdr, flow.remoteAddr as number, flow.guestAddr as number, flow.remotePort, flow.guestPort)) return null;
+        return sock.express(tap, hdr);
+      },
       log: this.log,
     };
   }
@@ -821,11 +843,14 @@ export class Stack {
 
   /** Counters for logs and the API. */
   stats(): object {
+    const tcp = this.tcp.stats();
     return {
+      // frames the JS stack handled; the express lane's segments are tcp.expressIn/expressOut,
+      // and the tap's own counters (`tap` in the API's stats) count every frame
       frames: { rx: this.counters.rxFrames, rxBytes: this.counters.rxBytes, tx: this.sink.sent, txDropped: this.sink.dropped, txErrors: this.sink.writeErrors, lastTxError: this.sink.lastWriteError },
       drops: { total: this.counters.droppedTotal, ...this.counters.drops },
       fragments: { completed: this.reassembler.completed, inProgress: this.reassembler.inProgress, ...this.reassembler.drops },
-      tcp: this.tcp.stats(),
+      tcp,
       udp: { active: this.udp.active, ...this.udp.counters },
       icmp: this.ping ? { active: this.ping.active, ...this.ping.counters } : null,
       dhcp: this.dhcp.counters,

@@ -188,6 +188,8 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   if (pcap) receive = pcap.wrapReceiver(receive);
   tap = new Tap(agent.tapFd, slotSize, slots, (n) => receive(tap!.ring, slotSize, tap!.lengths, n, tap!.vnet),
     offload ? VNET_HDR_LEN : 0);
+  // The express lane reads and writes the tap itself: not with pcap or fault injection between.
+  if (offload && !pcap && !faults && process.env['SLIPWAY_EXPRESS'] !== '0') stack.useExpressLane(tap);
   stack.start();
 
   const forwarder = new PortForwarder({
@@ -211,7 +213,7 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   const shutdown = (code: number, reason: string): void => {
     if (stopping) return;
     stopping = true;
-    log.info({ reason, stats: stack.stats(), ...middlewareStats() }, 'shutting down');
+    log.info({ reason, stats: stack.stats(), tap: tap?.stats(), ...middlewareStats() }, 'shutting down');
     if (log.isLevelEnabled('debug')) log.debug({ memory: memoryReport() }, 'memory at shutdown');
     exitWatch?.close();
     clearInterval(trimmer);

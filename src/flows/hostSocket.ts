@@ -14,8 +14,9 @@
  * (there is no 'close' event: the flow ends itself). `resetAndDestroy()` closes with SO_LINGER 0.
  */
 import { getSystemErrorName } from 'node:util';
-import { HostSocket as NativeHostSocket, type HostSocketHandle, setHostReadBuffer } from '../native.js';
+import { HostSocket as NativeHostSocket, type HostSocketHandle, setHostReadBuffer, type Tap } from '../native.js';
 import type { HostSide } from './tcp.js';
+import { EXPRESS_STATE_LEN, type ExpressBinding } from './express.js';
 
 type Listener = (...args: never[]) => void;
 const EAGAIN = -11;
@@ -309,6 +310,23 @@ export class HostSocket implements HostSide {
     this.paused = false;
     if (!this.connecting && this.h !== null && !this.destroyed && !this.readEof) this.h.readStart();
     return this;
+  }
+
+  /**
+   * Put the connected socket's flow on `tap`'s express lane (native/express.c) with `hdr`, the
+   * 54-byte header of a segment to the guest. Null while connecting or once closed, or with
+   * bytes still queued here.
+   */
+  express(tap: Tap, hdr: Uint8Array): ExpressBinding | null {
+    const h = this.h;
+    if (h === null || this.destroyed || this.connecting || this.writableLength !== 0) return null;
+    const state = new Int32Array(EXPRESS_STATE_LEN);
+    h.expressAttach(tap, state, hdr);
+    return {
+      state,
+      unacked: () => h.expressUnacked(),
+      detach: () => h.expressDetach(),
+    };
   }
 
   destroy(): this {

@@ -3,6 +3,10 @@ import { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ACK, FIN, PSH, RST, SYN, TcpSegment, writeSynOptions, writeTcpHeader } from '../wire/tcp.js';
 import { SendQueue, TcpFlow, TcpFlowTable, type TcpConfig, type TcpEndpoints, type TcpFlowEnv, windowShiftFor } from './tcp.js';
+import {
+  EXPRESS_STATE_LEN, X_ACK_DELAY, X_DUE, X_EVENTS, X_FLAGS, X_INFLIGHT, X_OWED, X_RCV_NXT, X_RX_SEGS, X_SND_NXT, X_SND_UNA,
+  X_TX_SEGS, X_TXLEN, XE_RX, XE_TX, XF_RX, XF_TX,
+} from './express.js';
 
 // Guest-visible addresses are plain numbers here; no packet leaves the process. Real sockets
 // only ever go to 127.0.0.1.
@@ -1122,5 +1126,106 @@ describe('SendQueue', () => {
     q.drop(3); // i and jk: the queue is empty
     expect(back).toEqual(['abc', 'defg', 'hi', 'jk']);
     expect(q.bytes).toBe(0);
+  });
+});
+
+describe('express lane hand-over (the JS side of native/express.c)', () => {
+  /** An env whose lane is an Int32Array the test moves by hand, as the native lane would. */
+  function withLane(): { env: FakeEnv; table: TcpFlowTable; lane: { st: Int32Array | null; sent: Buffer; detached: number } } {
+    const { env, table } = make();
+    const lane = { st: null as Int32Array | null, sent: Buffer.alloc(0), detached: 0 };
+    (env as TcpFlowEnv).express = () => {
+      lane.st = new Int32Array(EXPRESS_STATE_LEN);
+      return { state: lane.st, unacked: () => Buffer.from(lane.sent), detach: () => lane.detached++ };
+    };
+    return { env, table, lane };
+  }
+
+  /** Two request/response exchanges through JS: the flow goes on the lane at the second. */
+  async function twoExchanges(env: FakeEnv, table: TcpFlowTable, sock: FakeSocket, iss: number): Promise<void> {
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 1, ack: u32(iss + 1), flags: ACK | PSH, data: Buffer.from('a') }));
+    table.flushAcks();
+    sock.push(Buffer.from('A'));
+    await ticks();
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 2, ack: u32(iss + 2), flags: ACK | PSH, data: Buffer.from('b') }));
+    table.flushAcks();
+  }
+
+  it('publishes an idle flow after its second request and takes back what the lane owes', async () => {
+    useFakeTimers();
+    const { env, table, lane } = withLane();
+    const { flow, sock, iss } = open(env, table);
+    await twoExchanges(env, table, sock, iss);
+    await ticks();
+    expect(env.take().map((o) => [o.flags, o.data.toString()])).toEqual([[ACK | PSH, 'A']]);
+    const st = lane.st!;
+    expect(st[X_FLAGS]).toBe(XF_RX | XF_TX);
+    expect(st[X_RCV_NXT]).toBe(ISN + 3);
+    expect(st[X_SND_NXT] >>> 0).toBe(u32(iss + 2));
+    expect(st[X_OWED]).toBe(1); // request 'b' is not acknowledged yet: the lane's reply will
+    expect(st[X_ACK_DELAY]).toBe(table.config.pushAckDelayMs);
+
+    // The lane sends reply 'B' (with the ACK), then takes request 'c' and writes it to the host.
+    lane.sent = Buffer.from('B');
+    st[X_SND_NXT] = u32(iss + 3);
+    st[X_INFLIGHT] = 1;
+    st[X_TXLEN] = 1;
+    st[X_OWED] = 0;
+    st[X_RCV_NXT] = ISN + 4;
+    st[X_OWED] = 1;
+    st[X_EVENTS] = XE_TX | XE_RX;
+    st[X_TX_SEGS] = 1;
+    st[X_RX_SEGS] = 1;
+    // JS's own delayed ACK for 'b' fires: the lane's reply carried it, and 'c' is too recent.
+    vi.advanceTimersByTime(table.config.pushAckDelayMs);
+    expect(env.take()).toEqual([]);
+    expect(st[X_FLAGS]).toBe(0); // taken back: JS owns the flow until it publishes again
+    expect(flow.rcvNxt).toBe(ISN + 4);
+    expect(flow.sndNxt).toBe(u32(iss + 3));
+    expect(flow.queue.bytes).toBe(1); // 'B' is JS's to retransmit now
+    expect(table.counters.expressOut).toBe(1);
+    expect(table.counters.expressIn).toBe(1);
+
+    // The guest's FIN: acknowledged at once, after 'c' (RCV.NXT from the lane).
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 4, ack: u32(iss + 2), flags: ACK | FIN }));
+    table.flushAcks();
+    expect(env.take().map((o) => [o.flags, o.seq >>> 0, o.ack])).toEqual([[ACK, u32(iss + 3), ISN + 5]]);
+    expect(st[X_FLAGS]).toBe(0); // the guest's FIN: not for the lane any more
+    // 'B' was never acknowledged: the RTO resends it from SND.UNA.
+    vi.advanceTimersByTime(250);
+    const rtx = env.take().filter((o) => o.data.length > 0);
+    expect(rtx.map((o) => [o.seq >>> 0, o.data.toString()])).toEqual([[u32(iss + 2), 'B']]);
+    expect(Buffer.concat(sock.written).toString()).toBe('ab'); // 'c' went to the host natively
+    flow.abort(false, false);
+    expect(lane.detached).toBe(1);
+  });
+
+  it('sends the ACK of a request the lane held past the delay, and asks the lane for the quick delay after', async () => {
+    useFakeTimers();
+    const { env, table, lane } = withLane();
+    const { sock, iss } = open(env, table);
+    await twoExchanges(env, table, sock, iss);
+    await ticks();
+    sock.push(Buffer.from('B')); // JS answers 'b': taken back from the lane, 'B' in flight
+    await ticks();
+    const st = lane.st!;
+    expect(st[X_FLAGS]).toBe(0);
+    // the guest acknowledges 'B' (through JS): idle again, published again
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 3, ack: u32(iss + 3), flags: ACK }));
+    table.flushAcks();
+    expect(env.take().map((o) => o.data.toString())).toEqual(['A', 'B']); // 'B' carried the ACK of 'b'
+
+    expect(st[X_FLAGS]).toBe(XF_RX | XF_TX);
+    expect(st[X_SND_UNA] >>> 0).toBe(u32(iss + 3));
+    // The lane takes request 'c'; no reply comes in time.
+    st[X_RCV_NXT] = ISN + 4;
+    st[X_OWED] = 1;
+    st[X_EVENTS] = XE_RX;
+    st[X_DUE] = 1;
+    table.expressTimer();
+    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, ISN + 4]]);
+    expect(st[X_FLAGS]).toBe(XF_RX | XF_TX); // published again,
+    expect(st[X_ACK_DELAY]).toBe(table.config.pushAckQuickMs); // with the quick delay
+    expect(st[X_OWED]).toBe(0);
   });
 });

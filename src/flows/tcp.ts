@@ -76,6 +76,11 @@
  * Every state has a timer that ends it: connect timeout, SYN(-ACK) retries,
  * data retries, idle (long while open, short once either side has sent FIN), TIME-WAIT.
  *
+ * Express lane. An idle established flow (nothing pending either way) may be published to the
+ * native lane (native/express.c, env.express), which then handles lone requests and their replies
+ * without calling JS; every entry point here syncs first (expressSync) and takes over what the
+ * lane owes. docs/architecture.md has the rules.
+ *
  * Addresses: IPv4 addresses are uint32 numbers, IPv6 addresses strings; `flow.key` starts with
  * the family, so keys never collide. Segments given to `input` must already be checksum-verified.
  */
@@ -85,6 +90,11 @@ import { ACK, FIN, PSH, RST, SYN, type TcpOptions, type TcpSegment, seqAdd, seqD
 import { ReorderQueue } from './reorder.js';
 import { TupleMap } from './tupleMap.js';
 import { Deadline, DeadlineQueue } from './deadline.js';
+import {
+  type ExpressBinding, X_ADV_EDGE, X_EVENTS, X_FLAGS, X_GSO, X_INFLIGHT, X_LIMIT, X_OWED, X_RCV_MSS, X_RCV_NXT,
+  X_RCV_SHIFT, X_RX_BYTES, X_RX_SEGS, X_SND_MSS, X_SND_NXT, X_SND_SHIFT, X_SND_UNA, X_SND_WND, X_TX_BYTES,
+  X_ACK_DELAY, X_DUE, X_TX_SEGS, X_TXLEN, X_WL1, X_WL2, XE_TX, XF_RX, XF_TX,
+} from './express.js';
 
 /** A guest-visible address: uint32 for IPv4, text for IPv6. */
 export type TcpAddr = number | string;
@@ -169,6 +179,11 @@ export interface TcpFlowEnv {
    * `buf` to the socket fd without blocking; returns bytes written or -errno, never throws.
    */
   writeSlices?(fd: number, buf: Uint8Array, offLen: Int32Array, count: number): number;
+  /**
+   * Optional: put an established flow on the express lane (native/express.c; IPv4 flows with a
+   * native host socket on a tap with a vnet header). Null when it cannot go there.
+   */
+  express?(flow: TcpFlow): ExpressBinding | null;
   log: TcpLog;
 }
 
@@ -250,6 +265,9 @@ export interface TcpCounters {
   timeouts: number;
   /** Guest → host payload bytes written straight from the tap ring to the socket. */
   directBytes: number;
+  /** Segments the express lane took from the guest / sent to it (native/express.c). */
+  expressIn: number;
+  expressOut: number;
   /** Guest → host payload bytes copied (the socket had a backlog or took only part). */
   copiedBytes: number;
   /**
@@ -513,6 +531,16 @@ export class TcpFlow implements TcpEndpoints {
   /** Traffic seen since the last idle check. */
   private active = true;
 
+  // The express lane (see native/express.c and expressSync/expressPublish).
+  private xb: ExpressBinding | null = null;
+  /** The lane may have moved the numbers in xb.state: sync before using ours. */
+  private xPublished = false;
+  /**
+   * Lone requests seen (far below 0 once the lane was asked): a flow goes on the lane at its second, so a connection that
+   * makes one exchange and closes (most short connections) does not pay for attaching.
+   */
+  private requests = 0;
+
   private readonly rtx: Deadline;
   private readonly delack: Deadline;
   private readonly life: Deadline;
@@ -549,6 +577,7 @@ export class TcpFlow implements TcpEndpoints {
   /** Run a handler of a host-side event (timer, socket); a throw resets this flow only. */
   private safely(during: string, fn: (this: TcpFlow) => void): void {
     try {
+      if (this.xPublished) this.expressSync(true);
       fn.call(this);
     } catch (e) {
       this.table.internalError(this, e, during);
@@ -680,6 +709,7 @@ export class TcpFlow implements TcpEndpoints {
 
   /** One segment from the guest for this flow. */
   input(seg: TcpSegment): void {
+    if (this.xPublished) this.expressSync(true);
     this.active = true;
     const flags = seg.flags;
     const state = this.state;
@@ -843,6 +873,7 @@ export class TcpFlow implements TcpEndpoints {
       if (this.sndUna === this.sndMax) {
         this.rtx.disarm();
         this.persisting = false;
+        if (this.xb !== null) this.markDirty(); // all acknowledged: the flush may publish it to the lane
       } else if (!this.persisting) {
         this.rtx.arm(this.currentRto());
       }
@@ -881,7 +912,10 @@ export class TcpFlow implements TcpEndpoints {
     }
     this.ackPending = true;
     if (++this.segsUnacked >= 2 || (push && (len >= this.rcvMss || this.hostEof))) this.ackNow = true;
-    else if (push) this.pushed = true; // a request: the host's reply may carry the ACK
+    else if (push) {
+      this.pushed = true; // a request: the host's reply may carry the ACK
+      this.requests++;
+    }
     this.markDirty();
   }
 
@@ -908,11 +942,130 @@ export class TcpFlow implements TcpEndpoints {
   /** End of a tap batch: write the noted data to the host, send the ACK that is due. */
   flush(): void {
     this.inDirty = false;
+    if (this.xPublished) this.expressSync(false);
     if (this.wCount !== 0) this.flushWrites();
     if (this.state === TcpState.CLOSED) return;
     if (this.ackNow) this.sendAck();
     else if (this.pushed) this.delack.armBy(this.pushQuick ? this.table.config.pushAckQuickMs : this.table.config.pushAckDelayMs);
     else if (this.ackPending && !this.delack.armed) this.delack.arm(this.table.config.delayedAckMs);
+    if (this.xb === null && this.requests >= 2) this.expressAttach();
+    if (this.xb !== null) this.expressPublish();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The express lane (native/express.c)
+
+  /**
+   * Take the flow back from the lane: stop it, read its numbers, take over what it owes (the ACK
+   * of a request it took, the bytes it sent that the guest has not acknowledged). `dirty`: queue
+   * the flow for a flush, which publishes it again when it is still simple.
+   */
+  private expressSync(dirty: boolean): void {
+    this.xPublished = false;
+    const xb = this.xb as ExpressBinding;
+    const xs = xb.state;
+    xs[X_FLAGS] = 0;
+    xs[X_DUE] = 0;
+    const ev = xs[X_EVENTS];
+    if (ev !== 0) {
+      xs[X_EVENTS] = 0;
+      this.active = true;
+      this.rcvNxt = xs[X_RCV_NXT] >>> 0;
+      this.sndUna = xs[X_SND_UNA] >>> 0;
+      this.sndNxt = this.sndMax = xs[X_SND_NXT] >>> 0;
+      this.rcvAdvEdge = xs[X_ADV_EDGE] >>> 0;
+      if (ev & XE_TX) this.ackSent(); // the lane's segment carried the ACK of everything before
+      const counters = this.table.counters;
+      counters.directBytes += xs[X_RX_BYTES];
+      counters.expressIn += xs[X_RX_SEGS];
+      counters.expressOut += xs[X_TX_SEGS];
+      xs[X_RX_BYTES] = xs[X_TX_BYTES] = xs[X_RX_SEGS] = xs[X_TX_SEGS] = 0;
+    }
+    // A window-only ACK changes these without an event.
+    this.sndWnd = xs[X_SND_WND];
+    this.sndWl1 = xs[X_WL1] >>> 0;
+    this.sndWl2 = xs[X_WL2] >>> 0;
+    if (xs[X_INFLIGHT] > 0) {
+      this.queue.push(xb.unacked()); // position 0 is SND.UNA: the queue was empty when published
+      xs[X_INFLIGHT] = 0;
+      if (!this.rtx.armed) this.rtx.arm(this.currentRto());
+    }
+    if (xs[X_OWED] !== 0) {
+      xs[X_OWED] = 0;
+      if (!this.ackPending) {
+        this.ackPending = true;
+        this.pushed = true; // the lane takes only lone requests
+        this.segsUnacked = 1;
+        // Due from now (it may be older: the lane's timer says so, see onLaneDue).
+        this.delack.arm(this.pushQuick ? this.table.config.pushAckQuickMs : this.table.config.pushAckDelayMs);
+      }
+    }
+    if (dirty) this.markDirty();
+  }
+
+  private expressAttach(): void {
+    const express = this.table.env.express;
+    this.requests = -1 << 30; // asked once
+    if (express === undefined || this.state !== TcpState.ESTABLISHED) return;
+    this.xb = express(this);
+    if (this.xb !== null) this.table.expressFlows.add(this);
+  }
+
+  /** Nothing pending: hand the numbers to the lane and let it run. */
+  private expressPublish(): void {
+    const sock = this.socket;
+    if (
+      this.state !== TcpState.ESTABLISHED || this.guestFin || this.hostEof || this.finSent || this.paused || this.persisting
+      || this.queue.bytes !== 0 || this.sndUna !== this.sndMax || this.sndNxt !== this.sndMax || this.sndWnd <= 0
+      || this.wCount !== 0 || (this.reorder !== null && this.reorder.size > 0) || this.ackNow
+      || sock === null || sock.destroyed || sock.writableLength !== 0 || this.slabInUse() !== 0
+    ) return;
+    const xs = (this.xb as ExpressBinding).state;
+    const cfg = this.table.config;
+    xs[X_RCV_NXT] = this.rcvNxt;
+    xs[X_SND_UNA] = this.sndUna;
+    xs[X_SND_NXT] = this.sndNxt;
+    xs[X_SND_WND] = this.sndWnd;
+    xs[X_WL1] = this.sndWl1;
+    xs[X_WL2] = this.sndWl2;
+    xs[X_ADV_EDGE] = this.rcvAdvEdge;
+    xs[X_SND_SHIFT] = this.sndShift;
+    xs[X_RCV_SHIFT] = this.rcvShift;
+    xs[X_LIMIT] = cfg.bufferLimit;
+    xs[X_RCV_MSS] = this.rcvMss;
+    xs[X_SND_MSS] = this.sndMss;
+    xs[X_GSO] = cfg.gsoMaxPayload;
+    xs[X_EVENTS] = 0;
+    xs[X_DUE] = 0;
+    xs[X_OWED] = this.ackPending ? 1 : 0;
+    xs[X_INFLIGHT] = 0;
+    xs[X_TXLEN] = 0;
+    xs[X_ACK_DELAY] = this.pushQuick ? cfg.pushAckQuickMs : cfg.pushAckDelayMs;
+    xs[X_FLAGS] = XF_RX | XF_TX;
+    this.xPublished = true;
+  }
+
+  /** @internal Add the lane's counters not yet taken by a sync. */
+  addLaneCounters(c: TcpCounters): void {
+    const xs = this.xb?.state;
+    if (xs === undefined || !this.xPublished) return;
+    c.expressIn += xs[X_RX_SEGS];
+    c.expressOut += xs[X_TX_SEGS];
+    c.directBytes += xs[X_RX_BYTES];
+  }
+
+  /** The lane's timer: it left an ACK owed or bytes in flight a while ago. */
+  expressTimeout(): void {
+    const xs = this.xb?.state;
+    if (!this.xPublished || xs === undefined || xs[X_DUE] === 0) return;
+    this.safely('express timer', this.onLaneDue);
+  }
+
+  /** The request the lane took has waited pushAckDelayMs for a reply: as onDelayedAck. */
+  private onLaneDue(): void {
+    if (!this.ackPending || !this.pushed || this.state === TcpState.CLOSED) return;
+    this.pushQuick = true;
+    this.sendAck();
   }
 
   /** Write the noted slices: straight to the fd when nothing is queued, the rest via the slab. */
@@ -1048,6 +1201,9 @@ export class TcpFlow implements TcpEndpoints {
   };
 
   private onDelayedAck(): void {
+    // Armed again while this flow was taken back from the express lane: for a request the lane
+    // took a moment ago, not the one this deadline was for (the lane's reply acknowledged that).
+    if (this.delack.armed) return;
     if (!this.ackPending || this.state === TcpState.CLOSED) return;
     // The host did not answer the request in time: the guest may be waiting for this ACK.
     if (this.pushed) this.pushQuick = true;
@@ -1278,6 +1434,7 @@ export class TcpFlow implements TcpEndpoints {
   private readonly onData = (chunk: Buffer): void => {
     if (this.state === TcpState.CLOSED) return;
     try {
+      if (this.xPublished) this.expressSync(true);
       this.hostData(chunk);
     } catch (e) {
       this.table.internalError(this, e, 'host data');
@@ -1402,6 +1559,7 @@ export class TcpFlow implements TcpEndpoints {
   /** End the flow now: optionally RST the guest and reset the host socket. */
   abort(rstGuest: boolean, resetHost: boolean): void {
     if (this.state === TcpState.CLOSED) return;
+    if (this.xPublished) this.expressSync(false);
     if (rstGuest) {
       if (this.state === TcpState.CONNECTING) this.sendRaw(RST | ACK, 0, this.rcvNxt, 0);
       else if (this.state === TcpState.SYN_SENT) this.sendRaw(RST, this.sndMax, 0, 0);
@@ -1428,6 +1586,12 @@ export class TcpFlow implements TcpEndpoints {
   private finish(): void {
     if (this.state === TcpState.CLOSED) return;
     this.state = TcpState.CLOSED;
+    if (this.xb !== null) {
+      this.xPublished = false;
+      this.xb.detach();
+      this.xb = null;
+      this.table.expressFlows.delete(this);
+    }
     this.rtx.cancel();
     this.delack.cancel();
     this.life.cancel();
@@ -1446,7 +1610,7 @@ export class TcpFlowTable {
   readonly config: TcpConfig;
   readonly counters: TcpCounters = {
     opened: 0, refused: 0, unreachable: 0, resets: 0, resetsReceived: 0, retransmits: 0,
-    droppedOutOfOrder: 0, outOfOrderHeld: 0, rejectedFull: 0, timeouts: 0, directBytes: 0, copiedBytes: 0, freshBytes: 0, internalErrors: 0,
+    droppedOutOfOrder: 0, outOfOrderHeld: 0, rejectedFull: 0, timeouts: 0, directBytes: 0, expressIn: 0, expressOut: 0, copiedBytes: 0, freshBytes: 0, internalErrors: 0,
   };
   /** Reused option objects (no allocation per segment). */
   readonly synScratch: TcpSynOptions = { mss: 0, wscale: 0 };
@@ -1477,6 +1641,8 @@ export class TcpFlowTable {
     }
   });
   private count = 0;
+  /** @internal Flows on the express lane (native/express.c). */
+  readonly expressFlows = new Set<TcpFlow>();
   private readonly dirty: TcpFlow[] = [];
   private flushQueued = false;
   private inBatch = false;
@@ -1525,8 +1691,11 @@ export class TcpFlowTable {
   }
 
   /** Counters plus the number of active flows. */
-  stats(): TcpCounters & { active: number; timeWait: number } {
-    return { active: this.count, timeWait: this.timeWait.size, ...this.counters };
+  stats(): TcpCounters & { active: number; timeWait: number; expressFlows: number } {
+    const s = { active: this.count, timeWait: this.timeWait.size, expressFlows: this.expressFlows.size, ...this.counters };
+    // What the lane did since each flow last synced (a busy flow on the lane may not sync for long).
+    for (const f of this.expressFlows) f.addLaneCounters(s);
+    return s;
   }
 
   /** Find a flow by its guest-side 4-tuple. */
@@ -1606,6 +1775,15 @@ export class TcpFlowTable {
     const f = this.add(family, guestAddr, guestPort, remoteAddr, remotePort, TcpState.SYN_SENT);
     f.activeOpen(socket);
     return f;
+  }
+
+  /**
+   * The express lane's timer (the tap calls it): flows that owe a request's ACK or have bytes in
+   * flight since the lane last acted are taken back, and JS's own timers go on from there.
+   */
+  expressTimer(): void {
+    for (const f of this.expressFlows) f.expressTimeout();
+    this.flushAcks();
   }
 
   /** Send the ACKs (and host writes) a batch of guest segments made due. */

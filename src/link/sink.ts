@@ -159,6 +159,21 @@ export class FrameSink {
     return true;
   }
 
+  /**
+   * The 54-byte Ethernet + IPv4 + TCP header of a segment from src:srcPort to the guest at
+   * dst:dstPort, with length, id, checksums, sequence numbers, flags and window left zero: the
+   * express lane's template (native/express.c). False when the guest's MAC is unknown.
+   */
+  tcp4Template(out: Uint8Array, src: number, dst: number, srcPort: number, dstPort: number): boolean {
+    const mac = this.guestMacFor(dst);
+    if (!mac || out.length < L4_OFF + TCP_MIN_HEADER) return false;
+    writeEthernetHeader(out, 0, mac, this.ourMac, ETHERTYPE_IPV4);
+    writeIpv4Header(out, IP_OFF, src, dst, PROTO_TCP, 0, 64, 0, true);
+    out[IP_OFF + 2] = out[IP_OFF + 3] = 0;
+    writeTcpHeader(out, L4_OFF, srcPort, dstPort, 0, 0, 0, 0, 0);
+    return true;
+  }
+
   /** A TCP segment to the guest. */
   tcp4(
     src: number, dst: number, srcPort: number, dstPort: number,

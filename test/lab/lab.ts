@@ -52,7 +52,7 @@ export const NET = {
   worldName: 'world.test',
 } as const;
 
-export const PORTS = { http: 80, udpEcho: 7, sink: 9000, source: 9001, iperf: 5201 } as const;
+export const PORTS = { http: 80, udpEcho: 7, sink: 9000, source: 9001, iperf: 5201, echo: 7007, slowEcho: 7008 } as const;
 
 /** Addresses a guest sees behind slirp4netns-compatible stacks (slipway, slirp4netns). */
 export const GUEST = {

@@ -1,5 +1,6 @@
 // Test servers for the lab, run inside a lab namespace:
-//   node --import tsx test/lab/servers.ts world ADDR [ADDR...]   HTTP :80, UDP echo :7, sink :9000, source :9001
+//   node --import tsx test/lab/servers.ts world ADDR [ADDR...]   HTTP :80, UDP echo :7, sink :9000, source :9001,
+//     TCP echo :7007, TCP echo that answers each read 15 ms late :7008
 //   node --import tsx test/lab/servers.ts host-loopback ADDR PORT   HTTP on ADDR:PORT (host loopback)
 // Prints "READY <json>" on stdout once every socket listens. Only ever binds the addresses given.
 //
@@ -13,7 +14,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { deterministicChunks, HOST_LOOPBACK_BODY, WORLD_HTTP_BODY } from './data.js';
 
-export const PORTS = { http: 80, udpEcho: 7, sink: 9000, source: 9001 } as const;
+export const PORTS = { http: 80, udpEcho: 7, sink: 9000, source: 9001, echo: 7007, slowEcho: 7008 } as const;
 
 function listenTcp(server: net.Server, addr: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -39,6 +40,19 @@ function sinkServer(): net.Server {
       n += b.length;
     });
     sock.on('end', () => sock.end(`${h.digest('hex')} ${n}\n`));
+    sock.on('error', () => sock.destroy());
+  });
+}
+
+/** Echoes what it reads; with delayMs, each read's bytes go back that much later (in order). */
+function echoServer(delayMs: number): net.Server {
+  return net.createServer((sock) => {
+    sock.setNoDelay(true);
+    sock.on('data', (b: Buffer) => {
+      if (delayMs === 0) sock.write(b);
+      else setTimeout(() => sock.writable && sock.write(b), delayMs);
+    });
+    sock.on('end', () => (delayMs === 0 ? sock.end() : setTimeout(() => sock.end(), delayMs)));
     sock.on('error', () => sock.destroy());
   });
 }
@@ -106,6 +120,8 @@ async function main(): Promise<void> {
       await udpEcho(addr);
       await listenTcp(sinkServer(), addr, PORTS.sink);
       await listenTcp(sourceServer(), addr, PORTS.source);
+      await listenTcp(echoServer(0), addr, PORTS.echo);
+      await listenTcp(echoServer(15), addr, PORTS.slowEcho);
     }
     process.stdout.write(`READY ${JSON.stringify({ mode, addrs: args, ports: PORTS })}\n`);
   } else if (mode === 'host-loopback') {

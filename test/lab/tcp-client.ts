@@ -1,6 +1,10 @@
 // Bulk TCP client run inside a container netns (via nsenter) against the world's sink/source.
 //   node --import tsx test/lab/tcp-client.ts upload   HOST PORT BYTES
 //   node --import tsx test/lab/tcp-client.ts download HOST PORT BYTES
+//   node --import tsx test/lab/tcp-client.ts echo     HOST PORT COUNT
+//     COUNT request/response exchanges on one connection to a TCP echo server, each message
+//     waited for and compared: mostly 1-100 bytes, every 10th 3,000 and every 25th 40,000
+//     (beyond one MSS at MTU 1500, and beyond one read of the express lane).
 // Prints one JSON line: { mode, bytes, local: sha256 of what we sent/received, remote?: sha256 the
 // server reported, expected?: sha256 of the deterministic data, seconds, gbps }.
 import { createHash } from 'node:crypto';
@@ -74,14 +78,68 @@ async function download(host: string, port: number, total: number): Promise<obje
   };
 }
 
+/** The size of message i of an echo run. */
+function echoSize(i: number): number {
+  if (i % 25 === 24) return 40_000;
+  if (i % 10 === 9) return 3_000;
+  return 1 + ((i * 37) % 100);
+}
+
+async function echo(host: string, port: number, count: number): Promise<object> {
+  const t0 = process.hrtime.bigint();
+  const s = await connect(host, port);
+  s.setNoDelay(true);
+  let got: Buffer[] = [];
+  let have = 0;
+  let want = 0;
+  let wake: (() => void) | null = null;
+  let failed: Error | null = null;
+  s.on('data', (b: Buffer) => {
+    got.push(b);
+    have += b.length;
+    if (have >= want) wake?.();
+  });
+  s.on('error', (e) => {
+    failed = e;
+    wake?.();
+  });
+  s.on('end', () => {
+    failed ??= new Error(`the server closed after ${have} of ${want} bytes`);
+    wake?.();
+  });
+  let bytes = 0;
+  let mismatches = 0;
+  let seed = 12345;
+  for (let i = 0; i < count; i++) {
+    const msg = Buffer.allocUnsafe(echoSize(i));
+    for (let k = 0; k < msg.length; k++) {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      msg[k] = seed >>> 24;
+    }
+    want = msg.length;
+    s.write(msg);
+    if (have < want) await new Promise<void>((r) => (wake = r));
+    wake = null;
+    if (failed) throw failed;
+    const back = Buffer.concat(got);
+    if (back.length !== msg.length || !back.equals(msg)) mismatches++;
+    got = [];
+    have = 0;
+    bytes += msg.length;
+  }
+  s.end();
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  return { mode: 'echo', exchanges: count, bytes, mismatches, seconds: secs, meanUs: (secs * 1e6) / count };
+}
+
 async function main(): Promise<void> {
   const [mode, host, portStr, bytesStr] = process.argv.slice(2);
   const port = Number(portStr);
   const bytes = Number(bytesStr);
   if (!host || !Number.isInteger(port) || !Number.isSafeInteger(bytes)) {
-    throw new Error('usage: tcp-client.ts upload|download HOST PORT BYTES');
+    throw new Error('usage: tcp-client.ts upload|download HOST PORT BYTES | echo HOST PORT COUNT');
   }
-  const r = mode === 'upload' ? await upload(host, port, bytes) : await download(host, port, bytes);
+  const r = mode === 'echo' ? await echo(host, port, bytes) : mode === 'upload' ? await upload(host, port, bytes) : await download(host, port, bytes);
   process.stdout.write(JSON.stringify(r) + '\n');
 }
 
