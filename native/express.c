@@ -63,7 +63,8 @@ enum {
   X_SND_MSS,
   X_GSO,        /* largest payload per frame when > SND_MSS (a GSO super-frame), else 0 */
   X_EVENTS,     /* lane: XE_* since the last sync */
-  X_OWED,       /* lane: a request was taken and not yet acknowledged */
+  X_OWED,       /* 1: the lane took a request not yet acknowledged; 2: JS owes an ACK (its own
+                 * deadline covers it; the lane may send it on a reply); 0: none */
   X_INFLIGHT,   /* lane: bytes sent and not acknowledged (the tail of the last read) */
   X_TXLEN,      /* lane: length of the last read, in txbuf[0, TXLEN) */
   X_RX_BYTES,   /* lane counters since the last sync */
@@ -144,7 +145,7 @@ static void on_timer(uv_timer_t *t) {
   for (int b = 0; b < XT_BUCKETS && x->count > 0; b++) {
     for (sw_xflow *f = x->buckets[b]; f; f = f->next) {
       int32_t *st = f->st;
-      if (st[X_FLAGS] == 0 || (st[X_OWED] == 0 && st[X_INFLIGHT] == 0)) continue;
+      if (st[X_FLAGS] == 0 || (st[X_OWED] != 1 && st[X_INFLIGHT] == 0)) continue;
       uint64_t age = now - f->since, d = delay_of(x, st);
       if (age >= d) {
         st[X_DUE] = 1;

@@ -1162,7 +1162,7 @@ describe('express lane hand-over (the JS side of native/express.c)', () => {
     expect(st[X_FLAGS]).toBe(XF_RX | XF_TX);
     expect(st[X_RCV_NXT]).toBe(ISN + 3);
     expect(st[X_SND_NXT] >>> 0).toBe(u32(iss + 2));
-    expect(st[X_OWED]).toBe(1); // request 'b' is not acknowledged yet: the lane's reply will
+    expect(st[X_OWED]).toBe(2); // JS owes the ACK of 'b' (its deadline covers it); the lane's reply may carry it
     expect(st[X_ACK_DELAY]).toBe(table.config.pushAckDelayMs);
 
     // The lane sends reply 'B' (with the ACK), then takes request 'c' and writes it to the host.
@@ -1176,18 +1176,20 @@ describe('express lane hand-over (the JS side of native/express.c)', () => {
     st[X_EVENTS] = XE_TX | XE_RX;
     st[X_TX_SEGS] = 1;
     st[X_RX_SEGS] = 1;
-    // JS's own delayed ACK for 'b' fires: the lane's reply carried it, and 'c' is too recent.
+    // JS's own delayed ACK for 'b' fires: the lane's reply carried it; the lane goes on.
     vi.advanceTimersByTime(table.config.pushAckDelayMs);
     expect(env.take()).toEqual([]);
-    expect(st[X_FLAGS]).toBe(0); // taken back: JS owns the flow until it publishes again
-    expect(flow.rcvNxt).toBe(ISN + 4);
+    expect(st[X_FLAGS]).toBe(XF_RX | XF_TX);
+
+    // The guest's FIN: JS takes the flow back (RCV.NXT and SND.NXT from the lane, 'B' into its
+    // send queue to retransmit) and acknowledges the FIN at once, after 'c'.
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 4, ack: u32(iss + 2), flags: ACK | FIN }));
+    expect(st[X_FLAGS]).toBe(0);
+    expect(flow.rcvNxt).toBe(ISN + 5);
     expect(flow.sndNxt).toBe(u32(iss + 3));
     expect(flow.queue.bytes).toBe(1); // 'B' is JS's to retransmit now
     expect(table.counters.expressOut).toBe(1);
     expect(table.counters.expressIn).toBe(1);
-
-    // The guest's FIN: acknowledged at once, after 'c' (RCV.NXT from the lane).
-    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 4, ack: u32(iss + 2), flags: ACK | FIN }));
     table.flushAcks();
     expect(env.take().map((o) => [o.flags, o.seq >>> 0, o.ack])).toEqual([[ACK, u32(iss + 3), ISN + 5]]);
     expect(st[X_FLAGS]).toBe(0); // the guest's FIN: not for the lane any more

@@ -570,7 +570,7 @@ export class TcpFlow implements TcpEndpoints {
     this.sndMss = family === 4 ? 536 : 1220;
     this.rto = cfg.rtoInitialMs;
     this.rtx = new Deadline(table.timers, () => this.safely('retransmit timer', this.onRtxTimer));
-    this.delack = new Deadline(table.timers, () => this.safely('delayed ACK timer', this.onDelayedAck));
+    this.delack = new Deadline(table.timers, () => this.onDelackDeadline());
     this.life = new Deadline(table.timers, () => this.safely('life timer', this.onLifeTimer));
   }
 
@@ -1037,7 +1037,9 @@ export class TcpFlow implements TcpEndpoints {
     xs[X_GSO] = cfg.gsoMaxPayload;
     xs[X_EVENTS] = 0;
     xs[X_DUE] = 0;
-    xs[X_OWED] = this.ackPending ? 1 : 0;
+    // An ACK JS owes: the lane may send it on a reply, but JS's delayed-ACK deadline covers it
+    // (2: the lane's timer leaves it alone; its clock for it would start at the wrong time).
+    xs[X_OWED] = this.ackPending ? 2 : 0;
     xs[X_INFLIGHT] = 0;
     xs[X_TXLEN] = 0;
     xs[X_ACK_DELAY] = this.pushQuick ? cfg.pushAckQuickMs : cfg.pushAckDelayMs;
@@ -1199,6 +1201,18 @@ export class TcpFlow implements TcpEndpoints {
     this.windowCheckQueued = false;
     this.safely('host write done', this.onWritten);
   };
+
+  private onDelackDeadline(): void {
+    const xs = this.xb?.state;
+    if (this.xPublished && xs !== undefined && (xs[X_EVENTS] & XE_TX) !== 0) {
+      // The ACK this was for went out on a segment the lane sent since it took the flow (the
+      // lane owed it, X_OWED 2): nothing to do, and the lane goes on.
+      this.ackPending = this.ackNow = this.pushed = false;
+      this.segsUnacked = 0;
+      return;
+    }
+    this.safely('delayed ACK timer', this.onDelayedAck);
+  }
 
   private onDelayedAck(): void {
     // Armed again while this flow was taken back from the express lane: for a request the lane
