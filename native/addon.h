@@ -109,7 +109,7 @@ int sw_fill_addr(int family, const char *a, int port, struct sockaddr_storage *s
  * it to addr:port.  Returns 0 (connected), EINPROGRESS (wait until writable) or an errno. */
 int sw_bind_connect(int fd, int family, const char *bind_addr, const char *addr, int port);
 
-/* ---- express.c: the native lane for established IPv4 TCP flows (see the file's comment) ---- */
+/* ---- express.c: the native lane for established TCP flows (see the file's comment) ---- */
 typedef struct sw_xtap sw_xtap;
 typedef struct sw_xflow sw_xflow;
 /* The express table of a Tap (made by tap.expressStart): fd and vnet header to write frames with. */
@@ -123,8 +123,9 @@ void sw_xtap_stats(sw_xtap *x, napi_env env, napi_value o);
 void sw_xtap_tx_totals(sw_xtap *x, double *frames, double *bytes);
 /* One frame from the guest (vnet = its virtio header): true when the express lane took it whole. */
 bool sw_xtap_rx(sw_xtap *x, const uint8_t *frame, size_t len, const uint8_t *vnet);
-/* Attach a flow (its host socket fd; st = the shared Int32Array state, hdr = a 54-byte template). */
-sw_xflow *sw_xflow_new(napi_env env, sw_xtap *x, int fd, napi_value st, const uint8_t *hdr);
+/* Attach a flow (its host socket fd; st = the shared Int32Array state, hdr = the template: 54
+ * bytes, Ethernet + IPv4 + TCP, or 74, Ethernet + IPv6 + TCP). */
+sw_xflow *sw_xflow_new(napi_env env, sw_xtap *x, int fd, napi_value st, const uint8_t *hdr, size_t hdr_len);
 void sw_xflow_free(napi_env env, sw_xflow *f);
 /* The host socket is readable: 1 = handled (a segment went out or nothing to read), 0 = not for
  * the lane (read it the JS way), -errno = read error, 2 = EOF (nothing consumed but the FIN). */

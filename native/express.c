@@ -1,4 +1,4 @@
-/* The express lane: established IPv4 TCP flows in their simplest state, handled without a call
+/* The express lane: established TCP flows (IPv4 and IPv6) in their simplest state, handled without a call
  * into JavaScript.
  *
  * A request/response exchange costs the JS relay (src/flows/tcp.ts) two wake-ups that each cross
@@ -20,8 +20,8 @@
  *
  * What the lane takes from the guest (else the frame goes to JS as before, and the flow's
  * X_FLAGS is cleared so later frames of it in the same batch keep their order): a frame for our
- * MAC from the flow's guest MAC, IPv4 without options or fragments, TTL > 1, a verified header
- * checksum, an L4 checksum the guest kernel vouches for (vnet NEEDS_CSUM or DATA_VALID), no GSO;
+ * MAC from the flow's guest MAC, IPv4 without options or fragments, TTL > 1 and a verified header
+ * checksum, or IPv6 with TCP right after its header and a hop limit > 1, an L4 checksum the guest kernel vouches for (vnet NEEDS_CSUM or DATA_VALID), no GSO;
  * TCP without options, flags ACK or ACK|PSH, exactly at RCV.NXT, an ACK within [SND.UNA, SND.NXT],
  * and either no payload (an ACK, only while nothing or less than all is acknowledged... see
  * below) or a lone request: PSH, shorter than our MSS, within our window, no ACK owed already.
@@ -91,7 +91,9 @@ enum {
 #define VNET_NEEDS_CSUM 1
 #define VNET_DATA_VALID 2
 #define GSO_TCPV4 1
-#define HDR_LEN 54
+#define HDR_LEN 54     /* Ethernet + IPv4 + TCP */
+#define HDR6_LEN 74    /* Ethernet + IPv6 + TCP */
+#define GSO_TCPV6 4
 
 struct sw_xflow {
   sw_xflow *next;
@@ -99,8 +101,12 @@ struct sw_xflow {
   int fd;
   int32_t *st;
   napi_ref st_ref;
-  uint8_t key[12];    /* guest IP, remote IP, guest port, remote port: a guest frame's ip[12, 24) */
-  uint8_t hdr[HDR_LEN]; /* Ethernet (to the guest MAC, from ours) + IPv4 + TCP, remote -> guest */
+  /* guest IP, remote IP, guest port, remote port: a guest frame's ip[12, 24) (IPv4) or ip[8, 44) */
+  uint8_t key[36];
+  uint8_t key_len;    /* 12 or 36 */
+  uint8_t hdr_len;    /* HDR_LEN or HDR6_LEN */
+  bool v6;
+  uint8_t hdr[HDR6_LEN]; /* Ethernet (to the guest MAC, from ours) + IP + TCP, remote -> guest */
   uint8_t *txbuf;     /* what the lane sent and the guest has not acknowledged (X_TXLEN bytes) */
   size_t txcap;
   uint64_t since;     /* loop time (ms) the lane last left an ACK owed or bytes in flight */
@@ -126,9 +132,9 @@ static inline void put32(uint8_t *p, uint32_t v) { p[0] = (uint8_t)(v >> 24); p[
 static inline int32_t sdiff(uint32_t a, uint32_t b) { return (int32_t)(a - b); }
 #define U(i) ((uint32_t)st[i])
 
-static unsigned bucket_of(const uint8_t *k) {
+static unsigned bucket_of(const uint8_t *k, size_t n) {
   uint32_t h = 2166136261u;
-  for (int i = 0; i < 12; i++) h = (h ^ k[i]) * 16777619u;
+  for (size_t i = 0; i < n; i++) h = (h ^ k[i]) * 16777619u;
   return h & (XT_BUCKETS - 1);
 }
 
@@ -228,12 +234,24 @@ static bool hand_to_js(sw_xtap *x, int32_t *st) {
 
 bool sw_xtap_rx(sw_xtap *x, const uint8_t *f, size_t len, const uint8_t *vnet) {
   if (x == NULL || x->count == 0 || len < HDR_LEN) return false;
-  if (f[12] != 0x08 || f[13] != 0x00) return false;
-  const uint8_t *ip = f + 14;
-  if (ip[0] != 0x45 || ip[9] != 6) return false;
-  const uint8_t *key = ip + 12;
-  sw_xflow *xf = x->buckets[bucket_of(key)];
-  while (xf && memcmp(xf->key, key, 12) != 0) xf = xf->next;
+  const uint8_t *ip = f + 14, *key;
+  size_t klen;
+  bool v6;
+  if (f[12] == 0x08 && f[13] == 0x00) {
+    if (ip[0] != 0x45 || ip[9] != 6) return false;
+    key = ip + 12;
+    klen = 12;
+    v6 = false;
+  } else if (f[12] == 0x86 && f[13] == 0xdd) {
+    if (len < HDR6_LEN || (ip[0] >> 4) != 6 || ip[6] != 6) return false; /* TCP right after the header */
+    key = ip + 8;
+    klen = 36;
+    v6 = true;
+  } else {
+    return false;
+  }
+  sw_xflow *xf = x->buckets[bucket_of(key, klen)];
+  while (xf && (xf->key_len != klen || memcmp(xf->key, key, klen) != 0)) xf = xf->next;
   if (!xf) return false;
   int32_t *st = xf->st;
   if (!(st[X_FLAGS] & XF_RX)) return false;
@@ -241,13 +259,22 @@ bool sw_xtap_rx(sw_xtap *x, const uint8_t *f, size_t len, const uint8_t *vnet) {
   /* From here on a refusal hands the flow to JS (X_FLAGS = 0): its later frames keep their order. */
   if (vnet == NULL || !(vnet[0] & (VNET_NEEDS_CSUM | VNET_DATA_VALID)) || vnet[1] != 0) return hand_to_js(x, st);
   if (memcmp(f, xf->hdr + 6, 6) != 0 || memcmp(f + 6, xf->hdr, 6) != 0) return hand_to_js(x, st);
-  uint32_t tot = get16(ip + 2);
-  if (tot < 40 || tot > len - 14 || (get16(ip + 6) & 0x3fff) != 0 || ip[8] <= 1) return hand_to_js(x, st);
-  if (sw_csum_partial(ip, 20, 0) != 0xffff) return hand_to_js(x, st);
-  const uint8_t *tcp = ip + 20;
+  uint32_t plen;
+  const uint8_t *tcp;
+  if (!v6) {
+    uint32_t tot = get16(ip + 2);
+    if (tot < 40 || tot > len - 14 || (get16(ip + 6) & 0x3fff) != 0 || ip[8] <= 1) return hand_to_js(x, st);
+    if (sw_csum_partial(ip, 20, 0) != 0xffff) return hand_to_js(x, st);
+    tcp = ip + 20;
+    plen = tot - 40;
+  } else {
+    uint32_t pl = get16(ip + 4);
+    if (pl < 20 || pl > len - HDR6_LEN + 20 || ip[7] <= 1) return hand_to_js(x, st);
+    tcp = ip + 40;
+    plen = pl - 20;
+  }
   uint8_t flags = tcp[13];
   if ((tcp[12] >> 4) != 5 || (flags & 0x3f & ~(TH_ACK | TH_PSH)) != 0 || !(flags & TH_ACK)) return hand_to_js(x, st);
-  uint32_t plen = tot - 40;
   uint32_t seq = get32(tcp + 4), ack = get32(tcp + 8);
   if (seq != U(X_RCV_NXT)) return hand_to_js(x, st);
   int32_t acked = sdiff(ack, U(X_SND_UNA));
@@ -344,20 +371,27 @@ int sw_xflow_tx(sw_xflow *xf, int events) {
     xf->txcap = c;
   }
   memcpy(xf->txbuf, rbuf, (size_t)n);
-  uint8_t h[HDR_LEN];
-  memcpy(h, xf->hdr, HDR_LEN);
-  uint8_t *ip = h + 14, *tcp = ip + 20;
-  put16(ip + 2, 40 + (uint32_t)n);
-  put16(ip + 4, ++x->ip_id);
-  ip[10] = ip[11] = 0;
-  put16(ip + 10, (uint16_t)~sw_csum_partial(ip, 20, 0));
+  uint8_t h[HDR6_LEN];
+  size_t hl = xf->hdr_len;
+  memcpy(h, xf->hdr, hl);
+  uint8_t *ip = h + 14, *tcp = h + hl - 20;
+  uint32_t ps = 6 + 20 + (uint32_t)n; /* the pseudo-header: protocol, TCP length, addresses */
+  if (!xf->v6) {
+    put16(ip + 2, 40 + (uint32_t)n);
+    put16(ip + 4, ++x->ip_id);
+    ip[10] = ip[11] = 0;
+    put16(ip + 10, (uint16_t)~sw_csum_partial(ip, 20, 0));
+    for (int i = 12; i < 20; i += 2) ps += get16(ip + i);
+  } else {
+    put16(ip + 4, 20 + (uint32_t)n);
+    for (int i = 8; i < 40; i += 2) ps += get16(ip + i);
+  }
   uint32_t snd = U(X_SND_NXT);
   put32(tcp + 4, snd);
   put32(tcp + 8, U(X_RCV_NXT));
   tcp[13] = TH_ACK | TH_PSH;
   put16(tcp + 14, advertise(st));
   /* the pseudo-header sum; the kernel adds the rest (VIRTIO_NET_HDR_F_NEEDS_CSUM) */
-  uint32_t ps = (uint32_t)get16(ip + 12) + get16(ip + 14) + get16(ip + 16) + get16(ip + 18) + 6 + 20 + (uint32_t)n;
   ps = (ps & 0xffff) + (ps >> 16);
   ps = (ps & 0xffff) + (ps >> 16);
   put16(tcp + 16, ps);
@@ -365,17 +399,17 @@ int sw_xflow_tx(sw_xflow *xf, int events) {
   uint8_t vh[12] = { VNET_NEEDS_CSUM, 0 };
   uint16_t v;
   if (n > mss) {
-    vh[1] = GSO_TCPV4;
-    v = HDR_LEN; memcpy(vh + 2, &v, 2);
+    vh[1] = xf->v6 ? GSO_TCPV6 : GSO_TCPV4;
+    v = (uint16_t)hl; memcpy(vh + 2, &v, 2);
     v = (uint16_t)mss; memcpy(vh + 4, &v, 2);
   }
-  v = 34; memcpy(vh + 6, &v, 2);
+  v = (uint16_t)(hl - 20); memcpy(vh + 6, &v, 2);
   v = 16; memcpy(vh + 8, &v, 2);
-  struct iovec iov[3] = { { vh, x->vnet_len }, { h, HDR_LEN }, { xf->txbuf, (size_t)n } };
+  struct iovec iov[3] = { { vh, x->vnet_len }, { h, hl }, { xf->txbuf, (size_t)n } };
   ssize_t r;
   do r = writev(x->fd, iov, 3); while (r < 0 && errno == EINTR);
   if (r < 0) x->tx_dropped++; /* the bytes stay in flight: JS retransmits them after the timer */
-  else x->tx_bytes += (double)(HDR_LEN + n);
+  else x->tx_bytes += (double)(hl + (size_t)n);
   st[X_SND_NXT] = (int32_t)(snd + (uint32_t)n);
   st[X_INFLIGHT] = (int32_t)n;
   st[X_TXLEN] = (int32_t)n;
@@ -390,7 +424,7 @@ int sw_xflow_tx(sw_xflow *xf, int events) {
 
 /* ---- attach / detach ----------------------------------------------------------------------- */
 
-sw_xflow *sw_xflow_new(napi_env env, sw_xtap *x, int fd, napi_value stv, const uint8_t *hdr) {
+sw_xflow *sw_xflow_new(napi_env env, sw_xtap *x, int fd, napi_value stv, const uint8_t *hdr, size_t hdr_len) {
   int32_t *st;
   size_t n;
   if (!sw_get_int32s(env, stv, "expressAttach: state must be an Int32Array", &st, &n)) return NULL;
@@ -401,13 +435,18 @@ sw_xflow *sw_xflow_new(napi_env env, sw_xtap *x, int fd, napi_value stv, const u
   f->st = st;
   f->fd = fd;
   f->tap = x;
-  memcpy(f->hdr, hdr, HDR_LEN);
-  /* key = the guest's frames' ip[12, 24): source (guest), destination (remote), their ports */
-  memcpy(f->key, hdr + 14 + 16, 4);
-  memcpy(f->key + 4, hdr + 14 + 12, 4);
-  memcpy(f->key + 8, hdr + 34 + 2, 2);
-  memcpy(f->key + 10, hdr + 34, 2);
-  unsigned b = bucket_of(f->key);
+  f->v6 = hdr_len == HDR6_LEN;
+  f->hdr_len = (uint8_t)hdr_len;
+  memcpy(f->hdr, hdr, hdr_len);
+  /* key = the addresses and ports of the guest's frames, as they lie in them: source (guest),
+   * destination (remote), source port, destination port */
+  size_t al = f->v6 ? 16 : 4, ip = 14, src = f->v6 ? ip + 8 : ip + 12, tcp = hdr_len - 20;
+  memcpy(f->key, hdr + src + al, al);
+  memcpy(f->key + al, hdr + src, al);
+  memcpy(f->key + 2 * al, hdr + tcp + 2, 2);
+  memcpy(f->key + 2 * al + 2, hdr + tcp, 2);
+  f->key_len = (uint8_t)(2 * al + 4);
+  unsigned b = bucket_of(f->key, f->key_len);
   f->next = x->buckets[b];
   x->buckets[b] = f;
   x->count++;
@@ -417,7 +456,7 @@ sw_xflow *sw_xflow_new(napi_env env, sw_xtap *x, int fd, napi_value stv, const u
 void sw_xflow_free(napi_env env, sw_xflow *f) {
   sw_xtap *x = f->tap;
   if (x) {
-    sw_xflow **pp = &x->buckets[bucket_of(f->key)];
+    sw_xflow **pp = &x->buckets[bucket_of(f->key, f->key_len)];
     while (*pp && *pp != f) pp = &(*pp)->next;
     if (*pp) { *pp = f->next; x->count--; }
   }

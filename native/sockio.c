@@ -360,8 +360,9 @@ static napi_value hs_connected(napi_env env, napi_callback_info info) {
   return v;
 }
 
-/* expressAttach(tap, state: Int32Array, hdr: Buffer(54)): put the flow on the tap's express lane
- * (native/express.c); hdr is the Ethernet + IPv4 + TCP header of a segment to the guest.
+/* expressAttach(tap, state: Int32Array, hdr): put the flow on the tap's express lane
+ * (native/express.c); hdr is the Ethernet + IPv4 + TCP (54 bytes) or Ethernet + IPv6 + TCP (74)
+ * header of a segment to the guest.
  * expressDetach() takes it off; expressUnacked() copies the bytes the lane sent and the guest has
  * not acknowledged. */
 static napi_value hs_express_attach(napi_env env, napi_callback_info info) {
@@ -375,10 +376,12 @@ static napi_value hs_express_attach(napi_env env, napi_callback_info info) {
   uint8_t *hdr;
   size_t hl;
   if (!sw_get_bytes(env, argv[2], "hdr", &hdr, &hl)) return NULL;
-  if (hl < 54) { sw_throw_range(env, "expressAttach: hdr must have 54 bytes"); return NULL; }
+  bool v4 = hl == 54 && hdr[12] == 0x08 && hdr[13] == 0x00 && hdr[14] == 0x45;
+  bool v6 = hl == 74 && hdr[12] == 0x86 && hdr[13] == 0xdd && (hdr[14] >> 4) == 6;
+  if (!v4 && !v6) { sw_throw_range(env, "expressAttach: hdr must be Ethernet + IPv4 + TCP (54 bytes) or Ethernet + IPv6 + TCP (74)"); return NULL; }
   sw_xtap *x = sw_tap_xtap(env, argv[0]);
   if (!x) return NULL;
-  s->xf = sw_xflow_new(env, x, s->h.fd, argv[1], hdr);
+  s->xf = sw_xflow_new(env, x, s->h.fd, argv[1], hdr, hl);
   return NULL;
 }
 

@@ -104,7 +104,7 @@ export interface Tap {
   stats(): TapStats;
   /**
    * Start the express lane (native/express.c, src/flows/express.ts) on this tap (12-byte vnet
-   * header only): established IPv4 TCP flows attached to it exchange small segments without a
+   * header only): established TCP flows attached to it exchange small segments without a
    * call into JS. `onTimer()` runs `delayMs` after the lane last left an ACK owed or bytes in
    * flight. Throws when the tap has no vnet header or the lane is already started.
    */
@@ -227,8 +227,8 @@ export interface HostSocketHandle {
   close(reset: boolean): void;
   /**
    * Put the socket's flow on `tap`'s express lane: `state` is the shared state (EXPRESS_STATE_LEN
-   * entries, layout in src/flows/express.ts), `hdr` the 54-byte Ethernet + IPv4 + TCP header of a
-   * segment to the guest. Throws while connecting, after close, or when the tap has no lane.
+   * entries, layout in src/flows/express.ts), `hdr` the Ethernet + IPv4 + TCP (54 bytes) or
+   * Ethernet + IPv6 + TCP (74) header of a segment to the guest. Throws while connecting, after close, or when the tap has no lane.
    */
   expressAttach(tap: Tap, state: Int32Array, hdr: Uint8Array): void;
   expressDetach(): void;

@@ -270,6 +270,7 @@ export class Stack {
   /** The tap the express lane runs on (`useExpressLane`), or null. */
   private expressTap: Tap | null = null;
   private readonly expressHdr = new Uint8Array(54);
+  private readonly expressHdr6 = new Uint8Array(74);
 
   /**
    * Run the express lane (native/express.c) on `tap`, which must be the tap this stack's frames
@@ -792,7 +793,12 @@ export class Stack {
       express: (flow) => {
         const tap = this.expressTap;
         const sock = flow.socket;
-        if (tap === null || flow.family !== 4 || !(sock instanceof HostSocket)) return null;
+        if (tap === null || !(sock instanceof HostSocket)) return null;
+        if (flow.family === 6) {
+          const hdr6 = this.expressHdr6;
+          if (!this.sink.tcp6Template(hdr6, this.bytes6(flow.remoteAddr as string), this.bytes6(flow.guestAddr as string), flow.remotePort, flow.guestPort)) return null;
+          return sock.express(tap, hdr6);
+        }
         const hdr = this.expressHdr;
         if (!this.sink.tcp4Template(hdr, flow.remoteAddr as number, flow.guestAddr as number, flow.remotePort, flow.guestPort)) return null;
         return sock.express(tap, hdr);

@@ -15,6 +15,8 @@ const GUEST_MAC = Uint8Array.from([0x02, 0, 0, 0, 0, 0x64]);
 const OUR_MAC = Uint8Array.from([0x52, 0x55, 0x0a, 0, 2, 2]);
 const GUEST = 0x0a000264; // 10.0.2.100
 const REMOTE = 0x0a000202; // 10.0.2.2
+const GUEST6 = Buffer.from('fd000000000000000000000000000100', 'hex'); // fd00::100
+const REMOTE6 = Buffer.from('20010db8000000000000000000000009', 'hex'); // 2001:db8::9
 const GPORT = 40000;
 const RPORT = 8080;
 const ACK = 0x10;
@@ -60,6 +62,34 @@ function guestFrame(seq: number, ack: number, flags: number, payload: string, wi
   return f;
 }
 
+/** The same over IPv6 (TCP right after the 40-byte header). */
+function guestFrame6(seq: number, ack: number, flags: number, payload: string): Buffer {
+  const p = Buffer.from(payload);
+  const f = Buffer.alloc(12 + 74 + p.length);
+  f[0] = 1;
+  const e = f.subarray(12);
+  e.set(OUR_MAC, 0);
+  e.set(GUEST_MAC, 6);
+  e.writeUInt16BE(0x86dd, 12);
+  const ip = e.subarray(14);
+  ip.writeUInt32BE(0x60000000, 0);
+  ip.writeUInt16BE(20 + p.length, 4);
+  ip[6] = 6;
+  ip[7] = 64;
+  GUEST6.copy(ip, 8);
+  REMOTE6.copy(ip, 24);
+  const tcp = ip.subarray(40);
+  tcp.writeUInt16BE(GPORT, 0);
+  tcp.writeUInt16BE(RPORT, 2);
+  tcp.writeUInt32BE(seq >>> 0, 4);
+  tcp.writeUInt32BE(ack >>> 0, 8);
+  tcp[12] = 0x50;
+  tcp[13] = flags;
+  tcp.writeUInt16BE(1000, 14);
+  p.copy(tcp, 20);
+  return f;
+}
+
 interface Rig {
   tap: Tap;
   peer: AgentChannel;
@@ -82,7 +112,7 @@ afterEach(() => {
   rig = null;
 });
 
-async function makeRig(): Promise<Rig> {
+async function makeRig(family: 4 | 6 = 4): Promise<Rig> {
   let server!: net.Socket;
   const fromHost: Buffer[] = [];
   const srv = net.createServer();
@@ -106,9 +136,10 @@ async function makeRig(): Promise<Rig> {
   const peer = new AgentChannel(peerFd, (m) => toGuest.push(Buffer.from(m)), () => {});
   const r: Partial<Rig> = { tap, peer, sock, server, fromHost, toJs, toGuest, timerCalls: 0 };
   tap.expressStart(() => r.timerCalls!++, 5);
-  const sink = new FrameSink({ write: () => true, writev: () => true }, OUR_MAC, () => GUEST_MAC);
-  const hdr = new Uint8Array(54);
-  expect(sink.tcp4Template(hdr, REMOTE, GUEST, RPORT, GPORT)).toBe(true);
+  const sink = new FrameSink({ write: () => true, writev: () => true }, OUR_MAC, () => GUEST_MAC, () => GUEST_MAC);
+  const hdr = new Uint8Array(family === 4 ? 54 : 74);
+  if (family === 4) expect(sink.tcp4Template(hdr, REMOTE, GUEST, RPORT, GPORT)).toBe(true);
+  else expect(sink.tcp6Template(hdr, REMOTE6, GUEST6, RPORT, GPORT)).toBe(true);
   const xb = sock.express(tap, hdr)!;
   expect(xb).not.toBeNull();
   const st = xb.state;
@@ -190,6 +221,39 @@ describe('express lane (native/express.c)', () => {
     expect(ts.expressFlows).toBe(1);
     expect(ts.txFrames).toBe(1); // the lane's frame is counted with the tap's own
     expect(r.toJs).toEqual([]);
+  });
+
+  it('does the same over IPv6: a request to the host, the reply as one IPv6 frame', async () => {
+    const r = (rig = await makeRig(6));
+    const st = r.st;
+    // an IPv4 frame with the same ports is not this flow's
+    r.peer.send(guestFrame(1000, 0xfffffff0, ACK | PSH, 'v4'));
+    await until(() => r.toJs.length === 1);
+    expect(st[X_FLAGS]).toBe(XF_RX | XF_TX);
+    r.peer.send(guestFrame6(1000, 0xfffffff0, ACK | PSH, 'hello6'));
+    await until(() => r.fromHost.length > 0);
+    expect(Buffer.concat(r.fromHost).toString()).toBe('hello6');
+    expect(st[X_RCV_NXT]).toBe(1006);
+    r.server.write('reply6');
+    await until(() => r.toGuest.length > 0);
+    const f = r.toGuest[0]!;
+    expect(f.readUInt16LE(6)).toBe(54); // csum_start: the TCP header after 14 + 40 bytes
+    expect(f.readUInt16LE(8)).toBe(16);
+    const e = f.subarray(12);
+    expect(e.readUInt16BE(12)).toBe(0x86dd);
+    const ip = e.subarray(14);
+    expect(ip.readUInt16BE(4)).toBe(26);
+    expect(ip[6]).toBe(6);
+    expect(Buffer.from(ip.subarray(8, 24))).toEqual(REMOTE6);
+    expect(Buffer.from(ip.subarray(24, 40))).toEqual(GUEST6);
+    const tcp = ip.subarray(40);
+    expect(tcp.readUInt32BE(8)).toBe(1006);
+    let ps = 6 + 26;
+    for (let i = 0; i < 32; i += 2) ps += ip.readUInt16BE(8 + i);
+    while (ps > 0xffff) ps = (ps & 0xffff) + (ps >>> 16);
+    expect(tcp.readUInt16BE(16)).toBe(ps);
+    expect(tcp.subarray(20).toString()).toBe('reply6');
+    expect(r.xb.unacked().toString()).toBe('reply6');
   });
 
   it('hands JS a segment it does not take (out of order, FIN, bad IP checksum) and stops for that flow', async () => {

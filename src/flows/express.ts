@@ -1,5 +1,5 @@
 /**
- * The express lane's shared state (native/express.c explains the lane: established IPv4 TCP flows
+ * The express lane's shared state (native/express.c explains the lane: established TCP flows
  * whose request/response segments are handled natively, without a call into JS).
  *
  * A flow on the lane has an Int32Array of EXPRESS_STATE_LEN entries shared with the native side;

@@ -314,7 +314,7 @@ export class HostSocket implements HostSide {
 
   /**
    * Put the connected socket's flow on `tap`'s express lane (native/express.c) with `hdr`, the
-   * 54-byte header of a segment to the guest. Null while connecting or once closed, or with
+   * Ethernet + IP + TCP header of a segment to the guest (54 bytes for IPv4, 74 for IPv6). Null while connecting or once closed, or with
    * bytes still queued here.
    */
   express(tap: Tap, hdr: Uint8Array): ExpressBinding | null {

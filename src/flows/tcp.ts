@@ -180,7 +180,7 @@ export interface TcpFlowEnv {
    */
   writeSlices?(fd: number, buf: Uint8Array, offLen: Int32Array, count: number): number;
   /**
-   * Optional: put an established flow on the express lane (native/express.c; IPv4 flows with a
+   * Optional: put an established flow on the express lane (native/express.c; flows with a
    * native host socket on a tap with a vnet header). Null when it cannot go there.
    */
   express?(flow: TcpFlow): ExpressBinding | null;

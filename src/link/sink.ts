@@ -174,6 +174,16 @@ export class FrameSink {
     return true;
   }
 
+  /** The same for IPv6 (16-byte addresses): 74 bytes, Ethernet + IPv6 + TCP. */
+  tcp6Template(out: Uint8Array, src: Uint8Array, dst: Uint8Array, srcPort: number, dstPort: number): boolean {
+    const mac = dst[0] === 0xff ? null : this.guestMacFor6(dst, 0);
+    if (!mac || out.length < L4_OFF6 + TCP_MIN_HEADER) return false;
+    writeEthernetHeader(out, 0, mac, this.ourMac, ETHERTYPE_IPV6);
+    writeIpv6Header(out, IP_OFF, src, 0, dst, 0, NH_TCP, 0, 64);
+    writeTcpHeader(out, L4_OFF6, srcPort, dstPort, 0, 0, 0, 0, 0);
+    return true;
+  }
+
   /** A TCP segment to the guest. */
   tcp4(
     src: number, dst: number, srcPort: number, dstPort: number,

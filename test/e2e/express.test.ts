@@ -1,5 +1,6 @@
 // Scenario: request/response exchanges on one connection (where slipway's express lane,
-// native/express.c, carries the segments without a call into JS), at MTU 65520 and 1500. Every
+// native/express.c, carries the segments without a call into JS), at MTU 65520 and 1500, and over
+// IPv6. Every
 // echoed message is compared; messages of 3,000 and 40,000 bytes go beyond one MSS at MTU 1500
 // and beyond one read of the lane. A server that answers 15 ms late makes the lane hand each
 // request's ACK back to JS's timers. Through all of it the container's TCP retransmits nothing,
@@ -21,8 +22,8 @@ interface EchoResult {
   meanUs: number;
 }
 
-async function echo(ctr: Container, port: number, count: number): Promise<EchoResult> {
-  const r = await ctr.node('tcp-client.ts', ['echo', NET.server, String(port), String(count)], { timeoutMs: 60_000 });
+async function echo(ctr: Container, host: string, port: number, count: number): Promise<EchoResult> {
+  const r = await ctr.node('tcp-client.ts', ['echo', host, String(port), String(count)], { timeoutMs: 60_000 });
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
     return JSON.parse(line) as EchoResult;
@@ -40,10 +41,11 @@ async function guestRetransmits(ctr: Container): Promise<number> {
   return Number(values[names.indexOf('RetransSegs')]);
 }
 
-for (const [mtu, express] of [[65520, true], [1500, true], [1500, false]] as const) {
-  const title = `request/response on one connection at MTU ${mtu}${express ? '' : ', express lane off (SLIPWAY_EXPRESS=0)'}`;
+for (const [mtu, express, v6] of [[65520, true, false], [1500, true, false], [1500, false, false], [65520, true, true]] as const) {
+  const title = `request/response on one connection${v6 ? ' over IPv6' : ''} at MTU ${mtu}${express ? '' : ', express lane off (SLIPWAY_EXPRESS=0)'}`;
+  const server = v6 ? NET.server6 : NET.server;
   describe.skipIf(!!reason)(titled(title, reason), () => {
-    const lab = useLab(`express-${mtu}-${express ? 'on' : 'off'}`);
+    const lab = useLab(`express-${mtu}-${express ? 'on' : 'off'}${v6 ? '-v6' : ''}`, { ipv6: v6 });
     let api = '';
     const { ctr, stack } = useStack(lab, () => {
       api = join(lab().stackDir(`express-${mtu}`), 'api.sock');
@@ -52,12 +54,12 @@ for (const [mtu, express] of [[65520, true], [1500, true], [1500, false]] as con
 
     it('echoes 2,000 messages of 1 to 40,000 bytes intact, with no retransmission in the container', async () => {
       const before = await guestRetransmits(ctr());
-      const res = await echo(ctr(), PORTS.echo, 2000);
+      const res = await echo(ctr(), server, PORTS.echo, 2000);
       expect(res.mismatches, stack().describe()).toBe(0);
       expect(res.exchanges).toBe(2000);
       expect(await guestRetransmits(ctr())).toBe(before);
       const stats = await getStats(api);
-      console.log(`[slipway mtu ${mtu}${express ? '' : ' no lane'}] echo 2000: mean ${res.meanUs.toFixed(0)} us; tap ${JSON.stringify(stats.tap)}; tcp ${JSON.stringify(stats.tcp)}`);
+      console.log(`[slipway mtu ${mtu}${express ? '' : ' no lane'}${v6 ? ' IPv6' : ''}] echo 2000: mean ${res.meanUs.toFixed(0)} us; tap ${JSON.stringify(stats.tap)}; tcp ${JSON.stringify(stats.tcp)}`);
       expect(stats.tcp.retransmits).toBe(0);
       if (express) {
         // Most of the small exchanges went through the lane both ways.
@@ -73,7 +75,7 @@ for (const [mtu, express] of [[65520, true], [1500, true], [1500, false]] as con
     it('echoes 60 messages from a server that answers 15 ms late, intact', async () => {
       const before = await guestRetransmits(ctr());
       const laneBefore = (await getStats(api)).tap.expressRx ?? 0;
-      const res = await echo(ctr(), PORTS.slowEcho, 60);
+      const res = await echo(ctr(), server, PORTS.slowEcho, 60);
       expect(res.mismatches, stack().describe()).toBe(0);
       expect(res.meanUs).toBeGreaterThan(15_000);
       // Each request the lane took waited past the push-ACK delay: JS sent its ACK (had it not,
