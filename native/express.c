@@ -68,7 +68,6 @@ enum {
   X_INFLIGHT,   /* lane: bytes sent and not acknowledged (the tail of the last read) */
   X_TXLEN,      /* lane: length of the last read, in txbuf[0, TXLEN) */
   X_RX_BYTES,   /* lane counters since the last sync */
-  X_TX_BYTES,
   X_RX_SEGS,
   X_TX_SEGS,
   X_DUE,        /* lane, for the timer's call: this flow's obligation is X_ACK_DELAY old */
@@ -415,7 +414,6 @@ int sw_xflow_tx(sw_xflow *xf, int events) {
   st[X_TXLEN] = (int32_t)n;
   st[X_OWED] = 0;
   st[X_EVENTS] |= XE_TX;
-  st[X_TX_BYTES] += (int32_t)n;
   st[X_TX_SEGS]++;
   x->tx_segs++;
   arm(x, xf);

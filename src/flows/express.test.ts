@@ -50,7 +50,12 @@ function guestFrame(seq: number, ack: number, flags: number, payload: string, wi
   ip.writeUInt32BE(GUEST, 12);
   ip.writeUInt32BE(REMOTE, 16);
   ip.writeUInt16BE(~csum(ip, 0, 20, 0) & 0xffff, 10);
-  const tcp = ip.subarray(20);
+  writeTcp(ip.subarray(20), seq, ack, flags, window, p);
+  return f;
+}
+
+/** A guest segment's TCP header (no options) and payload at `tcp`; the checksum is the guest kernel's to finish. */
+function writeTcp(tcp: Buffer, seq: number, ack: number, flags: number, window: number, p: Buffer): void {
   tcp.writeUInt16BE(GPORT, 0);
   tcp.writeUInt16BE(RPORT, 2);
   tcp.writeUInt32BE(seq >>> 0, 4);
@@ -59,7 +64,6 @@ function guestFrame(seq: number, ack: number, flags: number, payload: string, wi
   tcp[13] = flags;
   tcp.writeUInt16BE(window, 14);
   p.copy(tcp, 20);
-  return f;
 }
 
 /** The same over IPv6 (TCP right after the 40-byte header). */
@@ -78,15 +82,7 @@ function guestFrame6(seq: number, ack: number, flags: number, payload: string): 
   ip[7] = 64;
   GUEST6.copy(ip, 8);
   REMOTE6.copy(ip, 24);
-  const tcp = ip.subarray(40);
-  tcp.writeUInt16BE(GPORT, 0);
-  tcp.writeUInt16BE(RPORT, 2);
-  tcp.writeUInt32BE(seq >>> 0, 4);
-  tcp.writeUInt32BE(ack >>> 0, 8);
-  tcp[12] = 0x50;
-  tcp[13] = flags;
-  tcp.writeUInt16BE(1000, 14);
-  p.copy(tcp, 20);
+  writeTcp(ip.subarray(40), seq, ack, flags, 1000, p);
   return f;
 }
 

@@ -28,12 +28,11 @@ export const X_OWED = 15;
 export const X_INFLIGHT = 16;
 export const X_TXLEN = 17;
 export const X_RX_BYTES = 18;
-export const X_TX_BYTES = 19;
-export const X_RX_SEGS = 20;
-export const X_TX_SEGS = 21;
-export const X_DUE = 22;
+export const X_RX_SEGS = 19;
+export const X_TX_SEGS = 20;
+export const X_DUE = 21;
 /** ms after which a request the lane took is handed back to JS unanswered (pushAckDelayMs or pushAckQuickMs). */
-export const X_ACK_DELAY = 23;
+export const X_ACK_DELAY = 22;
 export const EXPRESS_STATE_LEN = 24;
 
 /** X_FLAGS bits: the lane may take guest segments (RX) / send host data (TX). */

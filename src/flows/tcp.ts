@@ -92,7 +92,7 @@ import { TupleMap } from './tupleMap.js';
 import { Deadline, DeadlineQueue } from './deadline.js';
 import {
   type ExpressBinding, X_ADV_EDGE, X_EVENTS, X_FLAGS, X_GSO, X_INFLIGHT, X_LIMIT, X_OWED, X_RCV_MSS, X_RCV_NXT,
-  X_RCV_SHIFT, X_RX_BYTES, X_RX_SEGS, X_SND_MSS, X_SND_NXT, X_SND_SHIFT, X_SND_UNA, X_SND_WND, X_TX_BYTES,
+  X_RCV_SHIFT, X_RX_BYTES, X_RX_SEGS, X_SND_MSS, X_SND_NXT, X_SND_SHIFT, X_SND_UNA, X_SND_WND,
   X_ACK_DELAY, X_DUE, X_TX_SEGS, X_TXLEN, X_WL1, X_WL2, XE_TX, XF_RX, XF_TX,
 } from './express.js';
 
@@ -946,10 +946,16 @@ export class TcpFlow implements TcpEndpoints {
     if (this.wCount !== 0) this.flushWrites();
     if (this.state === TcpState.CLOSED) return;
     if (this.ackNow) this.sendAck();
-    else if (this.pushed) this.delack.armBy(this.pushQuick ? this.table.config.pushAckQuickMs : this.table.config.pushAckDelayMs);
+    else if (this.pushed) this.delack.armBy(this.pushAckMs());
     else if (this.ackPending && !this.delack.armed) this.delack.arm(this.table.config.delayedAckMs);
     if (this.xb === null && this.requests >= 2) this.expressAttach();
     if (this.xb !== null) this.expressPublish();
+  }
+
+  /** How long a request's ACK may wait for the host's reply to carry it (see pushQuick). */
+  private pushAckMs(): number {
+    const cfg = this.table.config;
+    return this.pushQuick ? cfg.pushAckQuickMs : cfg.pushAckDelayMs;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -979,7 +985,7 @@ export class TcpFlow implements TcpEndpoints {
       counters.directBytes += xs[X_RX_BYTES];
       counters.expressIn += xs[X_RX_SEGS];
       counters.expressOut += xs[X_TX_SEGS];
-      xs[X_RX_BYTES] = xs[X_TX_BYTES] = xs[X_RX_SEGS] = xs[X_TX_SEGS] = 0;
+      xs[X_RX_BYTES] = xs[X_RX_SEGS] = xs[X_TX_SEGS] = 0;
     }
     // A window-only ACK changes these without an event.
     this.sndWnd = xs[X_SND_WND];
@@ -997,7 +1003,7 @@ export class TcpFlow implements TcpEndpoints {
         this.pushed = true; // the lane takes only lone requests
         this.segsUnacked = 1;
         // Due from now (it may be older: the lane's timer says so, see onLaneDue).
-        this.delack.arm(this.pushQuick ? this.table.config.pushAckQuickMs : this.table.config.pushAckDelayMs);
+        this.delack.arm(this.pushAckMs());
       }
     }
     if (dirty) this.markDirty();
@@ -1042,7 +1048,7 @@ export class TcpFlow implements TcpEndpoints {
     xs[X_OWED] = this.ackPending ? 2 : 0;
     xs[X_INFLIGHT] = 0;
     xs[X_TXLEN] = 0;
-    xs[X_ACK_DELAY] = this.pushQuick ? cfg.pushAckQuickMs : cfg.pushAckDelayMs;
+    xs[X_ACK_DELAY] = this.pushAckMs();
     xs[X_FLAGS] = XF_RX | XF_TX;
     this.xPublished = true;
   }
@@ -1207,8 +1213,7 @@ export class TcpFlow implements TcpEndpoints {
     if (this.xPublished && xs !== undefined && (xs[X_EVENTS] & XE_TX) !== 0) {
       // The ACK this was for went out on a segment the lane sent since it took the flow (the
       // lane owed it, X_OWED 2): nothing to do, and the lane goes on.
-      this.ackPending = this.ackNow = this.pushed = false;
-      this.segsUnacked = 0;
+      this.ackSent();
       return;
     }
     this.safely('delayed ACK timer', this.onDelayedAck);
