@@ -386,6 +386,46 @@ describe('guest → host data', () => {
     expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, seq]]);
   });
 
+  it('goes back to the 5 ms push-ACK wait when a late reply, not more guest data, followed the lone ACK', () => {
+    useFakeTimers();
+    const { env, table } = make();
+    const { sock, iss } = open(env, table);
+    let seq = ISN + 1;
+    let ack = iss + 1;
+    const request = (): void => {
+      table.input(4, GUEST, REMOTE, seg({ seq, ack: u32(ack), flags: ACK | PSH, data: bytes(10) }));
+      seq += 10;
+      table.flushAcks();
+    };
+    const reply = (): void => {
+      sock.emit('data', bytes(20));
+      env.take();
+      ack += 20;
+    };
+    const ackAfter = (ms: number): void => {
+      vi.advanceTimersByTime(ms - 1);
+      expect(env.out).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, seq]]);
+    };
+    // A slow host: the ACK goes alone after 5 ms, the reply comes later.
+    request();
+    ackAfter(5);
+    reply();
+    // Not a Nagle sender after all: the next unanswered request waits 5 ms again, not 1.
+    request();
+    ackAfter(5);
+    // A Nagle sender: after the lone ACK the guest sends the rest of its write, then the reply.
+    request();
+    reply();
+    request();
+    ackAfter(1);
+    request();
+    reply();
+    request();
+    ackAfter(1); // still quick
+  });
+
   it('delays the ACK of a lone segment without PSH', () => {
     useFakeTimers();
     const { env, table } = make();
@@ -1226,8 +1266,45 @@ describe('express lane hand-over (the JS side of native/express.c)', () => {
     st[X_DUE] = 1;
     table.expressTimer();
     expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, ISN + 4]]);
-    expect(st[X_FLAGS]).toBe(XF_RX | XF_TX); // published again,
-    expect(st[X_ACK_DELAY]).toBe(table.config.pushAckQuickMs); // with the quick delay
     expect(st[X_OWED]).toBe(0);
+    // Not published until the next event says why the reply was late (JS sees the order).
+    expect(st[X_FLAGS]).toBe(0);
+    // More from the guest (a Nagle sender's held-back rest): published again with the quick delay.
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 4, ack: u32(iss + 3), flags: ACK | PSH, data: Buffer.from('d') }));
+    table.flushAcks();
+    expect(Buffer.concat(sock.written).toString()).toBe('abd'); // ('c' went to the host natively)
+    expect(st[X_FLAGS]).toBe(XF_RX | XF_TX);
+    expect(st[X_ACK_DELAY]).toBe(table.config.pushAckQuickMs);
+  });
+
+  it('after a late reply to a request the lane held, publishes the flow again with the 5 ms delay', async () => {
+    useFakeTimers();
+    const { env, table, lane } = withLane();
+    const { sock, iss } = open(env, table);
+    await twoExchanges(env, table, sock, iss);
+    await ticks();
+    sock.push(Buffer.from('B'));
+    await ticks();
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 3, ack: u32(iss + 3), flags: ACK }));
+    table.flushAcks();
+    expect(env.take().map((o) => o.data.toString())).toEqual(['A', 'B']);
+    const st = lane.st!;
+    expect(st[X_FLAGS]).toBe(XF_RX | XF_TX);
+    // The lane takes request 'c'; the host is slow.
+    st[X_RCV_NXT] = ISN + 4;
+    st[X_OWED] = 1;
+    st[X_EVENTS] = XE_RX;
+    st[X_DUE] = 1;
+    table.expressTimer();
+    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, ISN + 4]]);
+    expect(st[X_FLAGS]).toBe(0);
+    // The reply comes (through JS), then the guest's ACK of it: published, with the 5 ms delay.
+    sock.push(Buffer.from('C'));
+    await ticks();
+    expect(env.take().map((o) => o.data.toString())).toEqual(['C']);
+    table.input(4, GUEST, REMOTE, seg({ seq: ISN + 4, ack: u32(iss + 4), flags: ACK }));
+    table.flushAcks();
+    expect(st[X_FLAGS]).toBe(XF_RX | XF_TX);
+    expect(st[X_ACK_DELAY]).toBe(table.config.pushAckDelayMs);
   });
 });

@@ -45,7 +45,11 @@
  * one frame from us, not two. Once that wait has run out on one of a flow's requests (the guest
  * may be a Nagle sender waiting for the ACK: a write-write-read pattern), the flow's later
  * requests are acknowledged within `pushAckQuickMs` (1 ms), so such a guest stalls 5 ms once and
- * 1 ms after. Why not 1 ms throughout: the deadline is pending while the loop sleeps between
+ * 1 ms after. What comes next after that lone ACK tells which it was: more data from the guest
+ * (the rest of a write Nagle held back) keeps the quick delay; the host's reply first says the
+ * host was only slow, and the flow goes back to the 5 ms wait (a database connection whose
+ * queries sometimes take longer would otherwise pay an ACK frame per request for good). Why not
+ * 1 ms throughout: the deadline is pending while the loop sleeps between
  * request and reply, and an epoll timeout shorter than the kernel's tick (4 ms at 250 Hz) makes
  * the kernel program the timer hardware on the way into the sleep and again out of it; on the
  * benchmark VM that cost ~5 µs of CPU per sleep, ~18 µs per connection (bench/PROFILE.md). Any
@@ -503,6 +507,8 @@ export class TcpFlow implements TcpEndpoints {
   private pushed = false;
   /** The host once did not answer a request within pushAckDelayMs: ACK requests within pushAckQuickMs. */
   private pushQuick = false;
+  /** The push-ACK wait ran out and that ACK went alone: the next event says why (see pushQuick). */
+  private pushProbe = false;
   private segsUnacked = 0;
   /** Queued in the table's dirty list. */
   inDirty = false;
@@ -786,6 +792,7 @@ export class TcpFlow implements TcpEndpoints {
 
     if (len > 0) {
       if (!this.guestFin) {
+        this.pushProbe = false; // the guest went on after the lone ACK: keep the quick delay
         this.deliver(seg.buf, off, len, (flags & PSH) !== 0);
         if (this.reorder !== null && this.reorder.size > 0) this.deliverHeld();
       }
@@ -1025,6 +1032,7 @@ export class TcpFlow implements TcpEndpoints {
       || this.queue.bytes !== 0 || this.sndUna !== this.sndMax || this.sndNxt !== this.sndMax || this.sndWnd <= 0
       || this.wCount !== 0 || (this.reorder !== null && this.reorder.size > 0) || this.ackNow
       || sock === null || sock.destroyed || sock.writableLength !== 0 || this.slabInUse() !== 0
+      || this.pushProbe // JS sees which comes first (the lane's events carry no order)
     ) return;
     const xs = (this.xb as ExpressBinding).state;
     const cfg = this.table.config;
@@ -1072,7 +1080,7 @@ export class TcpFlow implements TcpEndpoints {
   /** The request the lane took has waited pushAckDelayMs for a reply: as onDelayedAck. */
   private onLaneDue(): void {
     if (!this.ackPending || !this.pushed || this.state === TcpState.CLOSED) return;
-    this.pushQuick = true;
+    this.pushQuick = this.pushProbe = true;
     this.sendAck();
   }
 
@@ -1225,7 +1233,7 @@ export class TcpFlow implements TcpEndpoints {
     if (this.delack.armed) return;
     if (!this.ackPending || this.state === TcpState.CLOSED) return;
     // The host did not answer the request in time: the guest may be waiting for this ACK.
-    if (this.pushed) this.pushQuick = true;
+    if (this.pushed) this.pushQuick = this.pushProbe = true;
     this.sendAck();
   }
 
@@ -1462,6 +1470,7 @@ export class TcpFlow implements TcpEndpoints {
 
   private hostData(chunk: Buffer): void {
     this.active = true;
+    if (this.pushProbe) this.pushProbe = this.pushQuick = false; // the host was only slow
     this.queue.push(chunk);
     // The peer's EOF came with this data (native sockets): the FIN rides on the last segment.
     if (this.socket!.eofWithData === true) this.hostEof = true;

@@ -1,11 +1,11 @@
 // Scenario: request/response exchanges on one connection (where slipway's express lane,
 // native/express.c, carries the segments without a call into JS), at MTU 65520 and 1500, and over
-// IPv6. Every
-// echoed message is compared; messages of 3,000 and 40,000 bytes go beyond one MSS at MTU 1500
-// and beyond one read of the lane. A server that answers 15 ms late makes the lane hand each
-// request's ACK back to JS's timers. Through all of it the container's TCP retransmits nothing,
-// and the lane's counters show it did the work (with SLIPWAY_EXPRESS=0, JS alone, the same
-// exchanges pass and the counters stay at zero).
+// IPv6. Every echoed message is compared; messages of 3,000 and 40,000 bytes go beyond one MSS at
+// MTU 1500 and beyond one read of the lane. A server that answers every 4th request 15 ms late
+// makes the lane hand those requests' ACKs back to JS's timers, and the flow come back to the lane
+// after each. Through all of it the container's TCP retransmits nothing, and the lane's counters
+// show it did the work (with SLIPWAY_EXPRESS=0, JS alone, the same exchanges pass and the counters
+// stay at zero).
 // slipway-specific (the counters); the exchanges themselves are plain TCP.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -72,18 +72,19 @@ for (const [mtu, express, v6] of [[65520, true, false], [1500, true, false], [15
       }
     });
 
-    it('echoes 60 messages from a server that answers 15 ms late, intact', async () => {
+    it('echoes 60 messages from a server that answers every 4th 15 ms late, intact', async () => {
       const before = await guestRetransmits(ctr());
       const laneBefore = (await getStats(api)).tap.expressRx ?? 0;
       const res = await echo(ctr(), server, PORTS.slowEcho, 60);
       expect(res.mismatches, stack().describe()).toBe(0);
-      expect(res.meanUs).toBeGreaterThan(15_000);
-      // Each request the lane took waited past the push-ACK delay: JS sent its ACK (had it not,
-      // the container would have retransmitted the request).
+      expect(res.meanUs).toBeGreaterThan(3_000);
+      // A late request the lane took waited past the push-ACK delay: JS sent its ACK (had it not,
+      // the container would have retransmitted the request). The prompt ones between went through
+      // the lane: the late replies did not leave the flow in JS.
       expect(await guestRetransmits(ctr())).toBe(before);
       const stats = await getStats(api);
       expect(stats.tcp.retransmits).toBe(0);
-      if (express) expect(stats.tap.expressRx - laneBefore).toBeGreaterThan(40);
+      if (express) expect(stats.tap.expressRx - laneBefore).toBeGreaterThan(30);
     });
 
     it('keeps the stack alive', () => {

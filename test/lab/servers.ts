@@ -1,6 +1,6 @@
 // Test servers for the lab, run inside a lab namespace:
 //   node --import tsx test/lab/servers.ts world ADDR [ADDR...]   HTTP :80, UDP echo :7, sink :9000, source :9001,
-//     TCP echo :7007, TCP echo that answers each read 15 ms late :7008
+//     TCP echo :7007, TCP echo that answers every 4th read 15 ms late :7008
 //   node --import tsx test/lab/servers.ts host-loopback ADDR PORT   HTTP on ADDR:PORT (host loopback)
 // Prints "READY <json>" on stdout once every socket listens. Only ever binds the addresses given.
 //
@@ -44,15 +44,23 @@ function sinkServer(): net.Server {
   });
 }
 
-/** Echoes what it reads; with delayMs, each read's bytes go back that much later (in order). */
+/**
+ * Echoes what it reads; with delayMs, every 4th read's bytes go back that much later, the others
+ * at once after whatever is still waiting (everything stays in order).
+ */
 function echoServer(delayMs: number): net.Server {
   return net.createServer((sock) => {
     sock.setNoDelay(true);
+    let reads = 0;
+    let chain = Promise.resolve();
+    const later = (f: () => void, late: boolean): void => {
+      chain = chain.then(() => (late ? new Promise<void>((r) => setTimeout(r, delayMs)) : undefined)).then(f);
+    };
     sock.on('data', (b: Buffer) => {
       if (delayMs === 0) sock.write(b);
-      else setTimeout(() => sock.writable && sock.write(b), delayMs);
+      else later(() => sock.writable && sock.write(b), reads++ % 4 === 3);
     });
-    sock.on('end', () => (delayMs === 0 ? sock.end() : setTimeout(() => sock.end(), delayMs)));
+    sock.on('end', () => (delayMs === 0 ? sock.end() : later(() => sock.end(), false)));
     sock.on('error', () => sock.destroy());
   });
 }
