@@ -48,6 +48,11 @@ struct sw_handle {
 bool sw_handle_init(napi_env env, sw_handle *h, napi_value self, int fd, bool owns_fd,
                     const char *resource_name, napi_value cb0, napi_value cb1,
                     void (*on_poll)(sw_handle *, int, int));
+/* The same without a JS object (the owner keeps its own handle to it, e.g. a slot id): no
+ * callbacks, no wrap; freed after sw_handle_close once libuv is done with the poll. On failure:
+ * JS exception pending, h is freed, the fd is left open. */
+bool sw_handle_init_bare(napi_env env, sw_handle *h, int fd, bool owns_fd,
+                         void (*on_poll)(sw_handle *, int, int));
 bool sw_handle_start(sw_handle *h, int events);
 void sw_handle_stop(sw_handle *h);
 void sw_handle_close(sw_handle *h);

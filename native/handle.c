@@ -282,6 +282,21 @@ fail:
   return false;
 }
 
+bool sw_handle_init_bare(napi_env env, sw_handle *h, int fd, bool owns_fd,
+                         void (*on_poll)(sw_handle *, int, int)) {
+  h->env = env;
+  h->fd = fd;
+  h->owns_fd = owns_fd;
+  h->on_poll = on_poll;
+  h->finalized = true; /* no JS object to wait for: freed once closed and libuv let go of the poll */
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) { free(h); return false; }
+  int r = uv_poll_init(loop, &h->poll, fd);
+  if (r < 0) { sw_throw_errno(env, "uv_poll_init", -r); free(h); return false; }
+  h->poll_inited = true;
+  return true;
+}
+
 bool sw_handle_start(sw_handle *h, int events) {
   if (h->closed) return false;
   int r = uv_poll_start(&h->poll, events, on_uv_poll);

@@ -75,23 +75,31 @@ napi_value sw_init_sockio(napi_env env, napi_value exports) {
 
 /* ---- HostSocket ---------------------------------------------------------------------------
  * A TCP flow's host side without net.Socket: a non-blocking stream socket polled by one uv_poll.
+ * No JS object per socket (a wrapped object cost a short connection ~3 us of CPU: the object,
+ * napi_wrap's private property and weak reference, references to the callbacks): sockets live in
+ * a slot table and JS holds a number, the socket's id (slot index | generation << 20, so an id
+ * kept after its socket closed matches nothing). Events go to two functions given once.
  *
- *   new HostSocket(family 4|6, address, port, bindAddress|null, onState(status), onRead(chunk, status))
+ *   hostSocketSetup(onState(id, status), onRead(id, length, status), out: Int32Array(2+))
+ *   hostSocketOpen(family 4|6, address, port, bindAddress|null) → id; out[0] = its fd, out[1] = 1
+ *     when the connect finished at once (then no onState(id, 0) follows: the caller reports it)
  *
- * The constructor makes the socket (TCP_NODELAY), binds it when asked and starts connect();
- * a synchronous failure throws (code = errno name). When the connect finished at once (the
- * `connected` getter is true right after construction) onState(0) is not called: the caller
- * reports it itself. onState(0) once the connect finished,
- * onState(-errno) when it failed (the socket is then dead), onState(1) when the socket became
- * writable after wantWrite(true). onRead(length, status): status 0 = data, 1 = the peer's EOF
- * (with the last data when both were there in one wake-up), -errno = read error. The data is the
- * first `length` bytes of the buffer last given to setHostReadBuffer (shared by all sockets): the
- * JS side keeps big reads as they are and installs a fresh buffer, and copies small ones out, so
- * there is neither a copy per bulk read nor a 64 KiB allocation per small one. Reading starts
- * when the connect finishes; readStop()/readStart() pause it.
- *   write(buf) → bytes written or -errno (never blocks, no SIGPIPE)
- *   shutdown() → 0 or -errno (SHUT_WR)          close(reset) → SO_LINGER 0 first when reset
- *   fd (getter) */
+ * The socket gets TCP_NODELAY, is bound when asked and starts connect(); a synchronous failure
+ * throws (code = errno name). onState(id, 0) once the connect finished, onState(id, -errno) when
+ * it failed (the socket is then dead), onState(id, 1) when the socket became writable after
+ * wantWrite. onRead(id, length, status): status 0 = data, 1 = the peer's EOF (with the last data
+ * when both were there in one wake-up), -errno = read error. The data is the first `length` bytes
+ * of the buffer last given to setHostReadBuffer (shared by all sockets): the JS side keeps big
+ * reads as they are and installs a fresh buffer, and copies small ones out, so there is neither a
+ * copy per bulk read nor a 64 KiB allocation per small one. Reading starts when the connect
+ * finishes; hostSocketRead(id, false/true) pauses and resumes it.
+ *   hostSocketWrite(id, buf) → bytes written or -errno (never blocks, no SIGPIPE)
+ *   hostSocketWantWrite(id, on)
+ *   hostSocketShutdown(id) → 0 or -errno (SHUT_WR)
+ *   hostSocketClose(id, reset): SO_LINGER 0 first when reset; the id is void from then on
+ *   hostSocketExpressAttach(id, tap, state, hdr) / hostSocketExpressDetach(id) /
+ *   hostSocketExpressUnacked(id): the express lane (below)
+ * A void id is not an error: writes and shutdown return -EBADF, the rest do nothing. */
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -101,16 +109,82 @@ napi_value sw_init_sockio(napi_env env, napi_value exports) {
 /* The read buffer: a JS Buffer given by setHostReadBuffer (JS hands big reads on as they are and
  * gives a fresh buffer; small ones it copies out and the buffer is reused). */
 static napi_ref hs_buf_ref;
-static napi_async_context hs_actx;
-static napi_env hs_actx_env;
 static uint8_t *hs_buf;
 static size_t hs_buf_len;
+/* hostSocketSetup: the two event functions, a receiver object for them, `out`, and one async
+ * context for every socket (async_hooks see them as one resource: a context of its own cost each
+ * short connection an init and a destroy). */
+static napi_env hs_env;
+static napi_ref hs_cb[2], hs_recv, hs_out_ref;
+static int32_t *hs_out;
+static napi_async_context hs_actx;
 
 typedef struct {
   sw_handle h;
+  uint32_t id;
   bool connecting, reading, want_write, eof;
   sw_xflow *xf; /* on the tap's express lane (expressAttach), or NULL */
 } hostsock_t;
+
+/* ---- the slot table ---- */
+#define HS_IDX_BITS 20
+#define HS_IDX_MASK ((1u << HS_IDX_BITS) - 1)
+#define HS_GEN_MASK 0x7ffu /* ids stay below 2^31 */
+typedef struct {
+  hostsock_t *s;
+  uint32_t gen;  /* of the current occupant, or of the next one while free */
+  uint32_t next; /* free list */
+} hs_slot;
+static hs_slot *hs_slots;
+static uint32_t hs_nslots, hs_cap, hs_free = UINT32_MAX;
+
+static bool hs_slot_take(hostsock_t *s) {
+  uint32_t i;
+  if (hs_free != UINT32_MAX) {
+    i = hs_free;
+    hs_free = hs_slots[i].next;
+  } else {
+    if (hs_nslots == hs_cap) {
+      uint32_t cap = hs_cap ? hs_cap * 2 : 256;
+      if (cap > HS_IDX_MASK + 1) return false;
+      hs_slot *n = realloc(hs_slots, cap * sizeof *n);
+      if (!n) return false;
+      hs_slots = n;
+      hs_cap = cap;
+    }
+    i = hs_nslots++;
+    hs_slots[i].gen = 0;
+  }
+  hs_slots[i].s = s;
+  s->id = i | hs_slots[i].gen << HS_IDX_BITS;
+  return true;
+}
+
+static void hs_slot_give(hostsock_t *s) {
+  uint32_t i = s->id & HS_IDX_MASK;
+  if (i >= hs_nslots || hs_slots[i].s != s) return;
+  hs_slots[i].s = NULL;
+  hs_slots[i].gen = (hs_slots[i].gen + 1) & HS_GEN_MASK;
+  hs_slots[i].next = hs_free;
+  hs_free = i;
+}
+
+/* The open socket `v` names, or NULL (no exception) for a void id; a TypeError when v is no id. */
+static hostsock_t *hs_find(napi_env env, napi_value v, bool *bad) {
+  uint32_t id;
+  *bad = false;
+  if (napi_get_value_uint32(env, v, &id) != napi_ok) { sw_throw_type(env, "id must be a number"); *bad = true; return NULL; }
+  uint32_t i = id & HS_IDX_MASK;
+  if (i >= hs_nslots || hs_slots[i].s == NULL || hs_slots[i].s->id != id || hs_slots[i].s->h.closed) return NULL;
+  return hs_slots[i].s;
+}
+
+/* argv[0] is the id: the socket, or NULL with *bad false for a void id. */
+static hostsock_t *hs_args(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv, bool *bad) {
+  if (napi_get_cb_info(env, info, argc, argv, NULL, NULL) != napi_ok) { *bad = true; return NULL; }
+  if (*argc < 1) { sw_throw_type(env, "the socket's id is missing"); *bad = true; return NULL; }
+  return hs_find(env, argv[0], bad);
+}
 
 static void hs_update(hostsock_t *s) {
   if (s->h.closed) return;
@@ -122,25 +196,39 @@ static void hs_update(hostsock_t *s) {
   sw_handle_start(&s->h, ev);
 }
 
+/* Call hs_cb[which](id, ...args); false when the socket got closed meanwhile. */
+static bool hs_call(hostsock_t *s, int which, size_t argc, napi_value *argv) {
+  napi_env env = s->h.env;
+  if (s->h.closed || !hs_cb[which]) return false;
+  napi_value recv, fn, result;
+  napi_get_reference_value(env, hs_recv, &recv);
+  napi_get_reference_value(env, hs_cb[which], &fn);
+  napi_status st = napi_make_callback(env, hs_actx, recv, fn, argc, argv, &result);
+  sw_handle_callback_status(env, st);
+  return !s->h.closed;
+}
+
 static void hs_call_state(hostsock_t *s, int status) {
   napi_env env = s->h.env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  napi_value argv[1];
-  napi_create_int32(env, status, &argv[0]);
-  sw_handle_call(&s->h, 0, 1, argv);
+  napi_value argv[2];
+  napi_create_uint32(env, s->id, &argv[0]);
+  napi_create_int32(env, status, &argv[1]);
+  hs_call(s, 0, 2, argv);
   napi_close_handle_scope(env, scope);
 }
 
-/* onRead(length, status): the bytes are hs_buf[0, length) (the JS side's current read buffer). */
+/* onRead(id, length, status): the bytes are hs_buf[0, length) (the JS side's current read buffer). */
 static bool hs_call_read(hostsock_t *s, size_t n, int status) {
   napi_env env = s->h.env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  napi_value argv[2];
-  napi_create_double(env, (double)n, &argv[0]);
-  napi_create_int32(env, status, &argv[1]);
-  bool open = sw_handle_call(&s->h, 1, 2, argv);
+  napi_value argv[3];
+  napi_create_uint32(env, s->id, &argv[0]);
+  napi_create_double(env, (double)n, &argv[1]);
+  napi_create_int32(env, status, &argv[2]);
+  bool open = hs_call(s, 1, 3, argv);
   napi_close_handle_scope(env, scope);
   return open;
 }
@@ -229,17 +317,56 @@ static void hs_on_close(sw_handle *h) {
   hostsock_t *s = (hostsock_t *)h;
   if (s->xf) sw_xflow_free(h->env, s->xf);
   s->xf = NULL;
+  hs_slot_give(s);
 }
 
-static hostsock_t *hs_unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
-  return (hostsock_t *)sw_unwrap(env, info, argc, argv, false);
+static napi_value hs_int(napi_env env, int v) {
+  napi_value r;
+  napi_create_int32(env, v, &r);
+  return r;
 }
 
-static napi_value hs_new(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6], self;
-  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
-  if (argc < 6) { sw_throw_type(env, "new HostSocket(family, address, port, bindAddress, onState, onRead)"); return NULL; }
+static napi_value hs_setup(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const char *usage = "hostSocketSetup(onState, onRead, out: Int32Array)";
+  if (argc < 3) { sw_throw_type(env, usage); return NULL; }
+  for (int i = 0; i < 2; i++) {
+    napi_valuetype t;
+    napi_typeof(env, argv[i], &t);
+    if (t != napi_function) { sw_throw_type(env, usage); return NULL; }
+  }
+  int32_t *out;
+  size_t n;
+  if (!sw_get_int32s(env, argv[2], usage, &out, &n)) return NULL;
+  if (n < 2) { sw_throw_range(env, "hostSocketSetup: out needs 2 entries"); return NULL; }
+  if (hs_env && hs_env != env) { sw_throw_type(env, "hostSocketSetup: host sockets belong to another thread's environment"); return NULL; }
+  if (!hs_actx) {
+    napi_value res, name, recv;
+    NAPI_OK(env, napi_create_object(env, &res));
+    NAPI_OK(env, napi_create_string_utf8(env, "slipway.HostSocket", NAPI_AUTO_LENGTH, &name));
+    NAPI_OK(env, napi_async_init(env, res, name, &hs_actx));
+    NAPI_OK(env, napi_create_object(env, &recv));
+    NAPI_OK(env, napi_create_reference(env, recv, 1, &hs_recv));
+  }
+  for (int i = 0; i < 2; i++) {
+    if (hs_cb[i]) napi_delete_reference(env, hs_cb[i]);
+    NAPI_OK(env, napi_create_reference(env, argv[i], 1, &hs_cb[i]));
+  }
+  if (hs_out_ref) napi_delete_reference(env, hs_out_ref);
+  NAPI_OK(env, napi_create_reference(env, argv[2], 1, &hs_out_ref));
+  hs_out = out;
+  hs_env = env;
+  return NULL;
+}
+
+static napi_value hs_open(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 4) { sw_throw_type(env, "hostSocketOpen(family, address, port, bindAddress)"); return NULL; }
+  if (hs_env != env || !hs_out) { sw_throw_type(env, "hostSocketOpen: hostSocketSetup first"); return NULL; }
   int64_t fam, port;
   if (!sw_get_int(env, argv[0], "family", 4, 6, &fam)) return NULL;
   if (!sw_get_int(env, argv[2], "port", 1, 65535, &port)) return NULL;
@@ -261,43 +388,36 @@ static napi_value hs_new(napi_env env, napi_callback_info info) {
   if (err) { close(fd); sw_throw_errno(env, do_bind ? "connect/bind" : "connect", err); return NULL; }
   hostsock_t *s = calloc(1, sizeof *s);
   if (!s) { close(fd); sw_throw_errno(env, "calloc", ENOMEM); return NULL; }
-  /* One async context for every HostSocket (async_hooks see them as one resource): a context of
-   * its own cost each short connection an init and a destroy. */
-  if (!hs_actx) {
-    napi_value res, name;
-    napi_create_object(env, &res);
-    napi_create_string_utf8(env, "slipway.HostSocket", NAPI_AUTO_LENGTH, &name);
-    if (napi_async_init(env, res, name, &hs_actx) == napi_ok) hs_actx_env = env;
-    else hs_actx = NULL;
+  if (!sw_handle_init_bare(env, &s->h, fd, true, hs_on_poll)) { close(fd); return NULL; }
+  if (!hs_slot_take(s)) {
+    s->h.owns_fd = false;
+    sw_handle_close(&s->h); /* freed once libuv lets go of the poll */
+    close(fd);
+    sw_throw_errno(env, "hostSocketOpen (slot table)", ENFILE);
+    return NULL;
   }
-  if (hs_actx && hs_actx_env == env) { /* (another env, e.g. a worker thread: a context of its own) */
-    s->h.actx = hs_actx;
-    s->h.actx_shared = true;
-  }
-  if (!sw_handle_init(env, &s->h, self, fd, true, "slipway.HostSocket", argv[4], argv[5], hs_on_poll)) { close(fd); return NULL; }
   s->h.on_close = hs_on_close;
-  /* connected already: the caller reports it (connected getter) once its listeners are on */
+  /* connected already: the caller reports it (out[1]) once its listeners are on */
   s->connecting = !connected_now;
   s->reading = connected_now;
   hs_update(s);
-  return self;
-}
-
-static napi_value hs_int(napi_env env, int v) {
-  napi_value r;
-  napi_create_int32(env, v, &r);
-  return r;
+  hs_out[0] = fd;
+  hs_out[1] = connected_now ? 1 : 0;
+  napi_value v;
+  NAPI_OK(env, napi_create_uint32(env, s->id, &v));
+  return v;
 }
 
 static napi_value hs_write(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  hostsock_t *s = hs_unwrap(env, info, &argc, argv);
-  if (!s) return NULL;
-  if (s->h.closed) return hs_int(env, -EBADF);
+  size_t argc = 2;
+  napi_value argv[2];
+  bool bad;
+  hostsock_t *s = hs_args(env, info, &argc, argv, &bad);
+  if (bad) return NULL;
+  if (!s) return hs_int(env, -EBADF);
   uint8_t *p;
   size_t len;
-  if (argc < 1 || !sw_get_bytes(env, argv[0], "buf", &p, &len)) return NULL;
+  if (argc < 2 || !sw_get_bytes(env, argv[1], "buf", &p, &len)) return NULL;
   ssize_t r;
   do r = send(s->h.fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL); while (r < 0 && errno == EINTR);
   if (r < 0) return hs_int(env, -errno);
@@ -306,45 +426,52 @@ static napi_value hs_write(napi_env env, napi_callback_info info) {
   return v;
 }
 
-static napi_value hs_want_write(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  hostsock_t *s = hs_unwrap(env, info, &argc, argv);
-  if (!s) return NULL;
+/* argv[1] as a boolean (false when absent). */
+static bool hs_flag(napi_env env, size_t argc, napi_value *argv) {
   bool on = false;
-  if (argc > 0) napi_get_value_bool(env, argv[0], &on);
-  s->want_write = on;
-  hs_update(s);
-  return NULL;
+  if (argc > 1) napi_get_value_bool(env, argv[1], &on);
+  return on;
 }
 
-static napi_value hs_set_reading(napi_env env, napi_callback_info info, bool on) {
-  hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
+static napi_value hs_want_write(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  bool bad;
+  hostsock_t *s = hs_args(env, info, &argc, argv, &bad);
   if (!s) return NULL;
-  s->reading = on;
+  s->want_write = hs_flag(env, argc, argv);
   hs_update(s);
   return NULL;
 }
 
-static napi_value hs_read_start(napi_env env, napi_callback_info info) { return hs_set_reading(env, info, true); }
-static napi_value hs_read_stop(napi_env env, napi_callback_info info) { return hs_set_reading(env, info, false); }
+static napi_value hs_read(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  bool bad;
+  hostsock_t *s = hs_args(env, info, &argc, argv, &bad);
+  if (!s) return NULL;
+  s->reading = hs_flag(env, argc, argv);
+  hs_update(s);
+  return NULL;
+}
 
 static napi_value hs_shutdown(napi_env env, napi_callback_info info) {
-  hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
-  if (!s) return NULL;
-  if (s->h.closed) return hs_int(env, -EBADF);
+  size_t argc = 1;
+  napi_value argv[1];
+  bool bad;
+  hostsock_t *s = hs_args(env, info, &argc, argv, &bad);
+  if (bad) return NULL;
+  if (!s) return hs_int(env, -EBADF);
   return hs_int(env, shutdown(s->h.fd, SHUT_WR) < 0 ? -errno : 0);
 }
 
 static napi_value hs_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  hostsock_t *s = hs_unwrap(env, info, &argc, argv);
+  size_t argc = 2;
+  napi_value argv[2];
+  bool bad;
+  hostsock_t *s = hs_args(env, info, &argc, argv, &bad);
   if (!s) return NULL;
-  if (s->h.closed) return NULL;
-  bool reset = false;
-  if (argc > 0) napi_get_value_bool(env, argv[0], &reset);
-  if (reset) {
+  if (hs_flag(env, argc, argv)) {
     struct linger l = { 1, 0 };
     setsockopt(s->h.fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
   }
@@ -352,41 +479,37 @@ static napi_value hs_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value hs_connected(napi_env env, napi_callback_info info) {
-  hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
-  if (!s) return NULL;
-  napi_value v;
-  napi_get_boolean(env, !s->connecting && !s->h.closed, &v);
-  return v;
-}
-
-/* expressAttach(tap, state: Int32Array, hdr): put the flow on the tap's express lane
- * (native/express.c); hdr is the Ethernet + IPv4 + TCP (54 bytes) or Ethernet + IPv6 + TCP (74)
- * header of a segment to the guest.
- * expressDetach() takes it off; expressUnacked() copies the bytes the lane sent and the guest has
- * not acknowledged. */
+/* hostSocketExpressAttach(id, tap, state: Int32Array, hdr): put the flow on the tap's express
+ * lane (native/express.c); hdr is the Ethernet + IPv4 + TCP (54 bytes) or Ethernet + IPv6 + TCP
+ * (74) header of a segment to the guest.
+ * hostSocketExpressDetach(id) takes it off; hostSocketExpressUnacked(id) copies the bytes the lane
+ * sent and the guest has not acknowledged. */
 static napi_value hs_express_attach(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  hostsock_t *s = hs_unwrap(env, info, &argc, argv);
-  if (!s) return NULL;
-  if (argc < 3) { sw_throw_type(env, "expressAttach(tap, state, hdr)"); return NULL; }
-  if (s->h.closed || s->connecting) { sw_throw_errno(env, "expressAttach", s->h.closed ? EBADF : ENOTCONN); return NULL; }
+  size_t argc = 4;
+  napi_value argv[4];
+  bool bad;
+  hostsock_t *s = hs_args(env, info, &argc, argv, &bad);
+  if (bad) return NULL;
+  if (argc < 4) { sw_throw_type(env, "hostSocketExpressAttach(id, tap, state, hdr)"); return NULL; }
+  if (!s || s->connecting) { sw_throw_errno(env, "expressAttach", !s ? EBADF : ENOTCONN); return NULL; }
   if (s->xf) { sw_throw_type(env, "expressAttach: already attached"); return NULL; }
   uint8_t *hdr;
   size_t hl;
-  if (!sw_get_bytes(env, argv[2], "hdr", &hdr, &hl)) return NULL;
+  if (!sw_get_bytes(env, argv[3], "hdr", &hdr, &hl)) return NULL;
   bool v4 = hl == 54 && hdr[12] == 0x08 && hdr[13] == 0x00 && hdr[14] == 0x45;
   bool v6 = hl == 74 && hdr[12] == 0x86 && hdr[13] == 0xdd && (hdr[14] >> 4) == 6;
   if (!v4 && !v6) { sw_throw_range(env, "expressAttach: hdr must be Ethernet + IPv4 + TCP (54 bytes) or Ethernet + IPv6 + TCP (74)"); return NULL; }
-  sw_xtap *x = sw_tap_xtap(env, argv[0]);
+  sw_xtap *x = sw_tap_xtap(env, argv[1]);
   if (!x) return NULL;
-  s->xf = sw_xflow_new(env, x, s->h.fd, argv[1], hdr, hl);
+  s->xf = sw_xflow_new(env, x, s->h.fd, argv[2], hdr, hl);
   return NULL;
 }
 
 static napi_value hs_express_detach(napi_env env, napi_callback_info info) {
-  hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
+  size_t argc = 1;
+  napi_value argv[1];
+  bool bad;
+  hostsock_t *s = hs_args(env, info, &argc, argv, &bad);
   if (!s) return NULL;
   if (s->xf) sw_xflow_free(env, s->xf);
   s->xf = NULL;
@@ -394,9 +517,12 @@ static napi_value hs_express_detach(napi_env env, napi_callback_info info) {
 }
 
 static napi_value hs_express_unacked(napi_env env, napi_callback_info info) {
-  hostsock_t *s = hs_unwrap(env, info, NULL, NULL);
-  if (!s) return NULL;
-  if (!s->xf) {
+  size_t argc = 1;
+  napi_value argv[1];
+  bool bad;
+  hostsock_t *s = hs_args(env, info, &argc, argv, &bad);
+  if (bad) return NULL;
+  if (!s || !s->xf) {
     napi_value b;
     void *d;
     NAPI_OK(env, napi_create_buffer(env, 0, &d, &b));
@@ -424,22 +550,23 @@ static napi_value hs_set_read_buffer(napi_env env, napi_callback_info info) {
 }
 
 napi_value sw_init_hostsock(napi_env env, napi_value exports) {
-  napi_value f;
-  NAPI_OK(env, napi_create_function(env, "setHostReadBuffer", NAPI_AUTO_LENGTH, hs_set_read_buffer, NULL, &f));
-  NAPI_OK(env, napi_set_named_property(env, exports, "setHostReadBuffer", f));
-  napi_property_descriptor m[] = {
-    SW_METHOD("write", hs_write),
-    SW_METHOD("wantWrite", hs_want_write),
-    SW_METHOD("readStart", hs_read_start),
-    SW_METHOD("readStop", hs_read_stop),
-    SW_METHOD("shutdown", hs_shutdown),
-    SW_METHOD("close", hs_close),
-    SW_METHOD("expressAttach", hs_express_attach),
-    SW_METHOD("expressDetach", hs_express_detach),
-    SW_METHOD("expressUnacked", hs_express_unacked),
-    { "fd", NULL, NULL, sw_fd_getter, NULL, NULL, napi_default, NULL },
-    { "connected", NULL, NULL, hs_connected, NULL, NULL, napi_default, NULL },
+  static const struct { const char *name; napi_callback fn; } fns[] = {
+    { "setHostReadBuffer", hs_set_read_buffer },
+    { "hostSocketSetup", hs_setup },
+    { "hostSocketOpen", hs_open },
+    { "hostSocketWrite", hs_write },
+    { "hostSocketWantWrite", hs_want_write },
+    { "hostSocketRead", hs_read },
+    { "hostSocketShutdown", hs_shutdown },
+    { "hostSocketClose", hs_close },
+    { "hostSocketExpressAttach", hs_express_attach },
+    { "hostSocketExpressDetach", hs_express_detach },
+    { "hostSocketExpressUnacked", hs_express_unacked },
   };
-  if (!sw_def_class(env, exports, "HostSocket", hs_new, sizeof m / sizeof m[0], m)) return NULL;
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value f;
+    NAPI_OK(env, napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f));
+    NAPI_OK(env, napi_set_named_property(env, exports, fns[i].name, f));
+  }
   return exports;
 }

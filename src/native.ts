@@ -208,38 +208,34 @@ export interface DgramBatchConstructor {
 }
 
 /**
- * A non-blocking TCP socket connecting to address:port (bound to bindAddress when given), polled
- * natively (native/sockio.c documents the callbacks). Owns its fd. See src/flows/hostSocket.ts.
+ * Host sockets of TCP flows: non-blocking sockets connecting to address:port (bound to
+ * bindAddress when given), polled natively and named by a number (native/sockio.c documents the
+ * functions and callbacks). See src/flows/hostSocket.ts.
  */
-export interface HostSocketHandle {
-  readonly fd: number;
-  /** True once connected; right after construction: the connect finished at once (no onState(0) follows). */
-  readonly connected: boolean;
-  /** Bytes written (maybe fewer), or -errno (-EAGAIN when the socket buffer is full). */
-  write(buf: Uint8Array): number;
-  /** Ask for one onState(1) when the socket becomes writable. */
-  wantWrite(on: boolean): void;
-  readStart(): void;
-  readStop(): void;
+export interface HostSockets {
+  /** The event functions, once: onState(id, status), onRead(id, length, status); `out` gets hostSocketOpen's fd and connected flag. */
+  hostSocketSetup(onState: (id: number, status: number) => void, onRead: (id: number, length: number, status: number) => void, out: Int32Array): void;
+  /** A new socket's id; out[0] = its fd, out[1] = 1 when the connect finished at once (no onState(id, 0) follows). Throws when connect() fails at once. */
+  hostSocketOpen(family: 4 | 6, address: string, port: number, bindAddress: string | null): number;
+  /** Bytes written (maybe fewer), or -errno (-EAGAIN when the socket buffer is full, -EBADF for a closed id). */
+  hostSocketWrite(id: number, buf: Uint8Array): number;
+  /** Ask for one onState(id, 1) when the socket becomes writable. */
+  hostSocketWantWrite(id: number, on: boolean): void;
+  /** Read (the default once connected) or pause reading. */
+  hostSocketRead(id: number, on: boolean): void;
   /** shutdown(SHUT_WR): 0 or -errno. */
-  shutdown(): number;
-  /** Close the fd; with reset, SO_LINGER 0 first (the peer gets a RST). */
-  close(reset: boolean): void;
+  hostSocketShutdown(id: number): number;
+  /** Close the fd; with reset, SO_LINGER 0 first (the peer gets a RST). The id is void after. */
+  hostSocketClose(id: number, reset: boolean): void;
   /**
    * Put the socket's flow on `tap`'s express lane: `state` is the shared state (EXPRESS_STATE_LEN
    * entries, layout in src/flows/express.ts), `hdr` the Ethernet + IPv4 + TCP (54 bytes) or
    * Ethernet + IPv6 + TCP (74) header of a segment to the guest. Throws while connecting, after close, or when the tap has no lane.
    */
-  expressAttach(tap: Tap, state: Int32Array, hdr: Uint8Array): void;
-  expressDetach(): void;
+  hostSocketExpressAttach(id: number, tap: Tap, state: Int32Array, hdr: Uint8Array): void;
+  hostSocketExpressDetach(id: number): void;
   /** A copy of the bytes the lane sent to the guest that it has not acknowledged. */
-  expressUnacked(): Buffer;
-}
-export interface HostSocketConstructor {
-  new (
-    family: 4 | 6, address: string, port: number, bindAddress: string | null,
-    onState: (status: number) => void, onRead: (length: number, status: number) => void,
-  ): HostSocketHandle;
+  hostSocketExpressUnacked(id: number): Buffer;
 }
 
 /**
@@ -273,10 +269,9 @@ export interface UdpHostRing {
 }
 export const UDP_HOST_SLOT = 65536;
 
-interface Addon {
+interface Addon extends HostSockets {
   UdpHost: UdpHostConstructor;
   udpHostRing(): UdpHostRing;
-  HostSocket: HostSocketConstructor;
   setHostReadBuffer(buf: Buffer): void;
   Tap: TapConstructor;
   FdWatch: FdWatchConstructor;
@@ -307,7 +302,7 @@ export const AgentChannel: AgentChannelConstructor = addon.AgentChannel;
 export const SpliceRelay: SpliceRelayConstructor = addon.SpliceRelay;
 export const ConnectWatch: ConnectWatchConstructor = addon.ConnectWatch;
 export const DgramBatch: DgramBatchConstructor = addon.DgramBatch;
-export const HostSocket: HostSocketConstructor = addon.HostSocket;
+export const hostSockets: HostSockets = addon;
 export const UdpHost: UdpHostConstructor = addon.UdpHost;
 export const udpHostRing: () => UdpHostRing = addon.udpHostRing;
 /** Where every HostSocket reads to from now on (onRead(length) = its first `length` bytes). */

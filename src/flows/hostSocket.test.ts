@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { HostSocket } from './hostSocket.js';
+import { hostSockets } from '../native.js';
 
 function listen(onConn: (s: net.Socket) => void): Promise<net.Server> {
   const srv = net.createServer({ allowHalfOpen: true }, onConn);
@@ -190,6 +191,31 @@ describe('HostSocket (native host side of a TCP flow)', () => {
     expect(err.internal).toBe(true);
     expect(err.message).toContain('boom');
     expect(s.destroyed).toBe(true);
+    srv.close();
+  });
+
+  it('gives a reused native slot a new id: the id of a closed socket reaches nothing', async () => {
+    const peers: net.Socket[] = [];
+    const srv = await listen((c) => peers.push(c));
+    const a = new HostSocket(4, '127.0.0.1', portOf(srv), null);
+    await new Promise<void>((r) => a.on('connect', r));
+    const oldId = a.id;
+    a.destroy();
+    expect(a.id).toBe(-1);
+    const b = new HostSocket(4, '127.0.0.1', portOf(srv), null);
+    const w = watch(b);
+    await new Promise<void>((r) => b.on('connect', r));
+    expect(b.id & 0xfffff).toBe(oldId & 0xfffff); // the slot is reused (LIFO)...
+    expect(b.id).not.toBe(oldId); // ...under another generation
+    expect(hostSockets.hostSocketWrite(oldId, Buffer.from('x'))).toBe(-9); // EBADF: not b's socket
+    hostSockets.hostSocketClose(oldId, true); // nothing: b stays open
+    expect(hostSockets.hostSocketShutdown(oldId)).toBe(-9);
+    while (peers.length < 2) await new Promise((r) => setTimeout(r, 5));
+    peers[1].end('to b');
+    await w.done;
+    expect(Buffer.concat(w.data).toString()).toBe('to b');
+    expect(() => hostSockets.hostSocketWrite('x' as unknown as number, Buffer.alloc(1))).toThrow(/id must be a number/);
+    b.destroy();
     srv.close();
   });
 

@@ -1,7 +1,7 @@
 /**
- * A TCP flow's host side as a native socket (native/sockio.c `HostSocket`) instead of a
+ * A TCP flow's host side as a native socket (native/sockio.c, "HostSocket") instead of a
  * `net.Socket`: no stream machinery, no libuv TCP handle, one uv_poll per flow and one JS call per
- * event. It implements the small `HostSide` surface `TcpFlow` uses (the same as net.Socket's, so
+ * event. The native side keeps no JS object per socket; this object holds the socket's id. It implements the small `HostSide` surface `TcpFlow` uses (the same as net.Socket's, so
  * tap-mode forwards and tests keep handing net.Sockets to flows).
  *
  * Events: 'connect'; 'data' (Buffers the flow may keep: it queues them until the guest acknowledges
@@ -14,7 +14,7 @@
  * (there is no 'close' event: the flow ends itself). `resetAndDestroy()` closes with SO_LINGER 0.
  */
 import { getSystemErrorName } from 'node:util';
-import { HostSocket as NativeHostSocket, type HostSocketHandle, setHostReadBuffer, type Tap } from '../native.js';
+import { hostSockets as native, setHostReadBuffer, type Tap } from '../native.js';
 import type { HostSide } from './tcp.js';
 import { EXPRESS_STATE_LEN, type ExpressBinding } from './express.js';
 
@@ -97,6 +97,26 @@ export function errnoError(status: number, syscall: string): NodeJS.ErrnoExcepti
   return e;
 }
 
+/**
+ * The open sockets by slot (an id's low 20 bits, native/sockio.c): events come from the native
+ * side as (id, ...) to the two functions below.
+ */
+const ID_SLOT = 0xfffff;
+const sockets: (HostSocket | undefined)[] = [];
+/** hostSocketOpen's other results: [fd, connected at once]. */
+const openOut = new Int32Array(2);
+let setUp = false;
+
+function onNativeState(id: number, status: number): void {
+  const s = sockets[id & ID_SLOT];
+  if (s !== undefined && s.id === id) s.onState(status);
+}
+
+function onNativeRead(id: number, length: number, status: number): void {
+  const s = sockets[id & ID_SLOT];
+  if (s !== undefined && s.id === id) s.onRead(length, status);
+}
+
 export class HostSocket implements HostSide {
   connecting = true;
   destroyed = false;
@@ -105,7 +125,8 @@ export class HostSocket implements HostSide {
   writableLength = 0;
   eofWithData = false;
   readonly recycle = recycleRead;
-  private h: HostSocketHandle | null = null;
+  /** The native socket's id (native/sockio.c); -1 once closed, or when it never opened. */
+  id = -1;
   /** The socket's fd, read once (the native getter is a call); -1 once closed. */
   private fd = -1;
   private readonly q: Pending[] = [];
@@ -124,11 +145,17 @@ export class HostSocket implements HostSide {
       readBuf = newReadBuffer();
       setHostReadBuffer(readBuf);
     }
+    if (!setUp) {
+      native.hostSocketSetup(onNativeState, onNativeRead, openOut);
+      setUp = true;
+    }
     try {
-      this.h = new NativeHostSocket(family, address, port, bindAddress, this.onState, this.onRead);
-      this.fd = this.h.fd;
+      const id = native.hostSocketOpen(family, address, port, bindAddress);
+      this.id = id;
+      this.fd = openOut[0];
+      sockets[id & ID_SLOT] = this;
       // Connected inside connect() (loopback, veth): report it once the flow has its listeners on.
-      if (this.h.connected) queueMicrotask(() => this.onState(0));
+      if (openOut[1] === 1) queueMicrotask(() => this.onState(0));
     } catch (err) {
       // connect() failed at once (ENETUNREACH, EADDRNOTAVAIL, …): report it like net.connect, later.
       const e = err as NodeJS.ErrnoException;
@@ -160,21 +187,23 @@ export class HostSocket implements HostSide {
 
   // The two entry points from the native side: a throw in them (a bug in slipway, here or in the
   // flow's handlers) ends this socket with an error the flow reports as internal, not the process.
-  private readonly onState = (status: number): void => {
+  /** @internal (from the native side) */
+  onState(status: number): void {
     try {
       this.state(status);
     } catch (e) {
       this.internalFail(e);
     }
-  };
+  }
 
-  private readonly onRead = (length: number, status: number): void => {
+  /** @internal (from the native side) */
+  onRead(length: number, status: number): void {
     try {
       this.read(length, status);
     } catch (e) {
       this.internalFail(e);
     }
-  };
+  }
 
   private internalFail(e: unknown): void {
     const err = (e instanceof Error ? e : new Error(String(e))) as NodeJS.ErrnoException & { internal?: boolean };
@@ -186,7 +215,7 @@ export class HostSocket implements HostSide {
     if (this.destroyed) return;
     if (status === 0) {
       this.connecting = false;
-      if (this.paused) this.h!.readStop();
+      if (this.paused) native.hostSocketRead(this.id, false);
       this.onConnect?.();
       if (this.writableLength > 0) this.drain();
       else if (this.ending && !this.shut) this.doShutdown();
@@ -223,7 +252,7 @@ export class HostSocket implements HostSide {
     if (this.destroyed || this.ending) return false;
     let off = 0;
     if (this.writableLength === 0 && !this.connecting) {
-      const r = this.h!.write(buf);
+      const r = native.hostSocketWrite(this.id, buf);
       if (r === buf.length) {
         if (cb !== undefined) queueMicrotask(cb);
         return true;
@@ -236,7 +265,7 @@ export class HostSocket implements HostSide {
     }
     this.q.push({ buf: off > 0 ? buf.subarray(off) : buf, cb });
     this.writableLength += buf.length - off;
-    if (!this.connecting) this.h!.wantWrite(true);
+    if (!this.connecting) native.hostSocketWantWrite(this.id, true);
     return false;
   }
 
@@ -245,7 +274,7 @@ export class HostSocket implements HostSide {
     const q = this.q;
     while (this.qHead < q.length) {
       const p = q[this.qHead];
-      const r = this.h!.write(p.buf);
+      const r = native.hostSocketWrite(this.id, p.buf);
       if (r < 0) {
         if (r === EAGAIN) break;
         this.fail(errnoError(r, 'write'));
@@ -269,7 +298,7 @@ export class HostSocket implements HostSide {
         q.splice(0, this.qHead);
         this.qHead = 0;
       }
-      this.h!.wantWrite(true);
+      native.hostSocketWantWrite(this.id, true);
     }
   }
 
@@ -288,7 +317,7 @@ export class HostSocket implements HostSide {
       this.close(false);
       return;
     }
-    const r = this.h!.shutdown();
+    const r = native.hostSocketShutdown(this.id);
     if (r < 0 && r !== -107 /* ENOTCONN: the peer is gone already */) {
       this.failSoon(errnoError(r, 'shutdown'));
       return;
@@ -302,13 +331,13 @@ export class HostSocket implements HostSide {
 
   pause(): this {
     this.paused = true;
-    if (!this.connecting && this.h !== null && !this.destroyed) this.h.readStop();
+    if (!this.connecting && !this.destroyed) native.hostSocketRead(this.id, false);
     return this;
   }
 
   resume(): this {
     this.paused = false;
-    if (!this.connecting && this.h !== null && !this.destroyed && !this.readEof) this.h.readStart();
+    if (!this.connecting && !this.destroyed && !this.readEof) native.hostSocketRead(this.id, true);
     return this;
   }
 
@@ -318,14 +347,14 @@ export class HostSocket implements HostSide {
    * bytes still queued here.
    */
   express(tap: Tap, hdr: Uint8Array): ExpressBinding | null {
-    const h = this.h;
-    if (h === null || this.destroyed || this.connecting || this.writableLength !== 0) return null;
+    const id = this.id;
+    if (id < 0 || this.destroyed || this.connecting || this.writableLength !== 0) return null;
     const state = new Int32Array(EXPRESS_STATE_LEN);
-    h.expressAttach(tap, state, hdr);
+    native.hostSocketExpressAttach(id, tap, state, hdr);
     return {
       state,
-      unacked: () => h.expressUnacked(),
-      detach: () => h.expressDetach(),
+      unacked: () => native.hostSocketExpressUnacked(id),
+      detach: () => native.hostSocketExpressDetach(id),
     };
   }
 
@@ -344,7 +373,12 @@ export class HostSocket implements HostSide {
     this.destroyed = true;
     this.writable = false;
     this.fd = -1;
-    this.h?.close(reset);
+    const id = this.id;
+    if (id >= 0) {
+      this.id = -1;
+      native.hostSocketClose(id, reset);
+      if (sockets[id & ID_SLOT] === this) sockets[id & ID_SLOT] = undefined;
+    }
     this.q.length = 0;
     this.qHead = 0;
     this.writableLength = 0;
