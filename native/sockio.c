@@ -433,27 +433,22 @@ static bool hs_flag(napi_env env, size_t argc, napi_value *argv) {
   return on;
 }
 
-static napi_value hs_want_write(napi_env env, napi_callback_info info) {
+/* (id, on): wantWrite (want_write) or read (reading), then the poll follows. */
+static napi_value hs_set_wish(napi_env env, napi_callback_info info, bool write) {
   size_t argc = 2;
   napi_value argv[2];
   bool bad;
   hostsock_t *s = hs_args(env, info, &argc, argv, &bad);
   if (!s) return NULL;
-  s->want_write = hs_flag(env, argc, argv);
+  bool on = hs_flag(env, argc, argv);
+  if (write) s->want_write = on;
+  else s->reading = on;
   hs_update(s);
   return NULL;
 }
 
-static napi_value hs_read(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  bool bad;
-  hostsock_t *s = hs_args(env, info, &argc, argv, &bad);
-  if (!s) return NULL;
-  s->reading = hs_flag(env, argc, argv);
-  hs_update(s);
-  return NULL;
-}
+static napi_value hs_want_write(napi_env env, napi_callback_info info) { return hs_set_wish(env, info, true); }
+static napi_value hs_read(napi_env env, napi_callback_info info) { return hs_set_wish(env, info, false); }
 
 static napi_value hs_shutdown(napi_env env, napi_callback_info info) {
   size_t argc = 1;

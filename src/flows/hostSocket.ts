@@ -1,8 +1,9 @@
 /**
  * A TCP flow's host side as a native socket (native/sockio.c, "HostSocket") instead of a
  * `net.Socket`: no stream machinery, no libuv TCP handle, one uv_poll per flow and one JS call per
- * event. The native side keeps no JS object per socket; this object holds the socket's id. It implements the small `HostSide` surface `TcpFlow` uses (the same as net.Socket's, so
- * tap-mode forwards and tests keep handing net.Sockets to flows).
+ * event. The native side keeps no JS object per socket; this object holds the socket's id. It
+ * implements the small `HostSide` surface `TcpFlow` uses (the same as net.Socket's, so tap-mode
+ * forwards and tests keep handing net.Sockets to flows).
  *
  * Events: 'connect'; 'data' (Buffers the flow may keep: it queues them until the guest acknowledges
  * them; see takeRead); 'end' (while the last chunk before the peer's EOF is being
@@ -127,7 +128,7 @@ export class HostSocket implements HostSide {
   readonly recycle = recycleRead;
   /** The native socket's id (native/sockio.c); -1 once closed, or when it never opened. */
   id = -1;
-  /** The socket's fd, read once (the native getter is a call); -1 once closed. */
+  /** The socket's fd (from hostSocketOpen); -1 once closed. */
   private fd = -1;
   private readonly q: Pending[] = [];
   private qHead = 0;

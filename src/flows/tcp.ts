@@ -49,9 +49,9 @@
  * (the rest of a write Nagle held back) keeps the quick delay; the host's reply first says the
  * host was only slow, and the flow goes back to the 5 ms wait (a database connection whose
  * queries sometimes take longer would otherwise pay an ACK frame per request for good). Why not
- * 1 ms throughout: the deadline is pending while the loop sleeps between
- * request and reply, and an epoll timeout shorter than the kernel's tick (4 ms at 250 Hz) makes
- * the kernel program the timer hardware on the way into the sleep and again out of it; on the
+ * 1 ms throughout: the deadline is pending while the loop sleeps between request and reply, and
+ * an epoll timeout shorter than the kernel's tick (4 ms at 250 Hz) makes the kernel program the
+ * timer hardware on the way into the sleep and again out of it; on the
  * benchmark VM that cost ~5 µs of CPU per sleep, ~18 µs per connection (bench/PROFILE.md). Any
  * segment we send carries the ACK and cancels a pending one.
  *
