@@ -30,6 +30,8 @@ const { values: a } = parseArgs({
     stack: { type: 'string', default: 'slipway' },
     /** perf sampling frequency (Hz). */
     freq: { type: 'string', default: '499' },
+    /** instead of sampling: count the stack's syscalls with `perf trace -s` (printed per operation for rr/crr). */
+    syscalls: { type: 'boolean', default: false },
   },
 });
 const SECONDS = Number(a.seconds);
@@ -59,7 +61,19 @@ try {
       process.stderr.write(`profile: ${tag} (${STACK} pid ${s.stack.pid})\n`);
       let perfDone: Promise<unknown> = Promise.resolve();
       const perfData = join(out, `${tag}.perf.data`);
-      if (PERF) {
+      let traceDone: Promise<{ stdout: string; stderr: string }> | undefined;
+      if (a.syscalls) {
+        traceDone = sleep(700).then(() =>
+          run(['perf', 'trace', '-s', '-p', String(s.stack.pid), '--', 'sleep', String(Math.max(1, SECONDS - 2))], { timeoutMs: (SECONDS + 20) * 1000 }),
+        );
+        if (process.env.PROFILE_STRACE) {
+          // a sample of the calls themselves, arguments included, after the counts
+          traceDone = traceDone.then(async (t) => {
+            await run(['timeout', '0.3', 'strace', '-f', '-tt', '-o', process.env.PROFILE_STRACE!, '-p', String(s.stack.pid)], { timeoutMs: 10_000 });
+            return t;
+          });
+        }
+      } else if (PERF) {
         // Start sampling a moment after iperf3 does; stop before it ends.
         perfDone = sleep(700).then(() =>
           run(['perf', 'record', '-F', a.freq!, '-g', '-p', String(s.stack.pid), '-o', perfData, '--', 'sleep', String(Math.max(1, SECONDS - 2))], { timeoutMs: (SECONDS + 20) * 1000 }),
@@ -81,6 +95,12 @@ try {
         head = `## ${path} ${path === 'upload' ? '→' : '←'} world, MTU ${mtu}: ${r.gbps?.toFixed(2) ?? r.error} Gbit/s, stack CPU ${r.cpuSeconds?.toFixed(2)} s (${r.cpuPerGB?.toFixed(2)} s/GB)`;
       }
       await perfDone;
+      if (traceDone) {
+        const t = await traceDone;
+        const ops = /"transactions":(\d+)|"connections":(\d+)/.exec(head);
+        const perOp = ops ? Number(ops[1] ?? ops[2]) / SECONDS * Math.max(1, SECONDS - 2) : 0;
+        report.push(syscallTable(t.stdout + t.stderr, perOp));
+      }
       await endSession(s);
       await sleep(300);
       const prof = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
@@ -91,7 +111,7 @@ try {
       } else {
         report.push('(no .cpuprofile written)');
       }
-      if (PERF) {
+      if (PERF && !a.syscalls) {
         const rep = await run(['perf', 'report', '-f', '-i', perfData, '--stdio', '--no-children', '--sort', 'dso,sym', '--percent-limit', '1.2'], { timeoutMs: 120_000 });
         const lines = rep.stdout.split('\n').filter((l) => /^\s+\d+\.\d+%/.test(l)).slice(0, 30);
         const dsos = await run(['perf', 'report', '-f', '-i', perfData, '--stdio', '--no-children', '--sort', 'dso', '--percent-limit', '0.5'], { timeoutMs: 120_000 });
@@ -106,6 +126,14 @@ try {
   }
 } finally {
   await lab.destroy();
+}
+/** `perf trace -s` totals summed over the threads, with calls per operation when the run counted them. */
+function syscallTable(text: string, ops: number): string {
+  const calls = new Map<string, number>();
+  for (const m of text.matchAll(/^\s+(\w+)\s+(\d+)\s+\d+\s+[\d.]+/gm)) calls.set(m[1]!, (calls.get(m[1]!) ?? 0) + Number(m[2]));
+  const rows = [...calls].sort((x, y) => y[1] - x[1]);
+  return `syscalls (perf trace -s, ${ops ? `~${Math.round(ops)} operations in the window` : 'no operation count'}):\n` +
+    rows.map(([n, c]) => `  ${n.padEnd(18)} ${String(c).padStart(9)}${ops ? `  ${(c / ops).toFixed(2)} per op` : ''}`).join('\n');
 }
 const text = report.join('\n');
 writeFileSync(join(out, 'summary.txt'), text);
