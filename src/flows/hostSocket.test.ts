@@ -155,6 +155,44 @@ describe('HostSocket (native host side of a TCP flow)', () => {
     srv.close();
   });
 
+  it('takes back a whole send queue acknowledged at once: bursts of ACKs allocate no new buffers', async () => {
+    // A flow queues host data until the guest ACKs it, up to bufferLimit (4 MiB) and one chunk
+    // more; a guest that ACKs it all at once hands every chunk back in one go. The pool must hold
+    // them all, or each burst drops some and the next reads allocate them again (garbage that V8
+    // collects late: peak RSS grew by ~64 MB on a long download).
+    const payload = randomBytes(48 << 20);
+    const srv = await listen((c) => c.end(payload));
+    const s = new HostSocket(4, '127.0.0.1', portOf(srv), null);
+    const held: Buffer[] = [];
+    let heldBytes = 0;
+    let bursts = 0;
+    let got = 0;
+    const memory = new Set<ArrayBufferLike>();
+    let afterSecondBurst = 0;
+    const done = new Promise<void>((resolve) => {
+      s.on('data', (b: Buffer) => {
+        got += b.length;
+        if (b.length < 32 * 1024) return; // copied out, not a pool buffer
+        memory.add(b.buffer);
+        held.push(b);
+        heldBytes += b.length;
+        if (heldBytes > 4 << 20) {
+          for (const h of held) s.recycle(h);
+          held.length = 0;
+          heldBytes = 0;
+          if (++bursts === 2) afterSecondBurst = memory.size;
+        }
+      });
+      s.on('end', resolve);
+    });
+    await done;
+    expect(got).toBe(payload.length);
+    expect(bursts).toBeGreaterThanOrEqual(6);
+    expect(memory.size - afterSecondBurst).toBeLessThanOrEqual(2);
+    s.destroy();
+    srv.close();
+  });
+
   it('reports a refused connect as ECONNREFUSED and resets the peer on resetAndDestroy', async () => {
     const srv = await listen(() => {});
     const port = portOf(srv);

@@ -30,10 +30,17 @@ const EAGAIN = -11;
 const READ_SIZE = 65535 - 20 - 20;
 const KEEP_MIN = 32 * 1024;
 /**
- * Free read buffers kept for reuse: at most a flow's whole send queue (64 × READ_SIZE, 4 MiB), so
- * the guest acknowledging a full queue at once leaves no garbage.
+ * Free read buffers kept for reuse: as many as a flow's whole send queue can hold, so the guest
+ * acknowledging a full queue at once leaves no garbage. The queue holds up to the flow's
+ * bufferLimit (4 MiB by default) plus one chunk, in chunks of KEEP_MIN bytes or more: 129 at
+ * most, and the buffer being read into besides. A pool that holds fewer than the buffers a flow
+ * cycles through drops one or more on every burst of ACKs and allocates them again on the next
+ * reads: at 64 (one per 64 KiB of the queue, one short of a full queue and the read buffer) a
+ * 12 s download allocated 1,200 fresh 64 KiB buffers (~7 MB/s) and left them to V8, which
+ * collects array buffers only once ~64 MB of them are outstanding (peak RSS 135 MB).
+ * The pool is dropped when traffic goes quiet (dropReadPool).
  */
-const POOL_MAX = 64;
+const POOL_MAX = Math.ceil((4 << 20) / KEEP_MIN) + 2;
 const pool: ArrayBufferLike[] = [];
 /** The memory of every read buffer this module made: only those are taken back. */
 const ours = new WeakSet<ArrayBufferLike>();
