@@ -74,7 +74,7 @@
  * `socket.resetAndDestroy()`; host errors (ECONNRESET, EPIPE, …) → RST to the guest. When both
  * FINs are acknowledged the flow is finished (`env.closed`). If our FIN went first (the host
  * closed first), the 4-tuple lingers `timeWaitMs` in TIME-WAIT, where a retransmitted guest FIN
- * is ACKed again; what lingers is a small `TimeWait` record in the table, not the flow (at
+ * is ACKed again; what lingers is a TIME-WAIT record in the table (timeWait.ts), not the flow (at
  * thousands of connections per second, whole flows held for 2 s were most of the heap and of the
  * GC's work). If the guest's FIN went first, its side holds the TIME-WAIT and ours closes at once.
  * Every state has a timer that ends it: connect timeout, SYN(-ACK) retries,
@@ -93,6 +93,7 @@ import { reportInternalError } from '../internalError.js';
 import { ACK, FIN, PSH, RST, SYN, type TcpOptions, type TcpSegment, seqAdd, seqDiff, seqLt } from '../wire/tcp.js';
 import { ReorderQueue } from './reorder.js';
 import { TupleMap } from './tupleMap.js';
+import { TimeWaitTable } from './timeWait.js';
 import { Deadline, DeadlineQueue } from './deadline.js';
 import {
   type ExpressBinding, X_ADV_EDGE, X_EVENTS, X_FLAGS, X_GSO, X_INFLIGHT, X_LIMIT, X_OWED, X_RCV_MSS, X_RCV_NXT,
@@ -296,7 +297,7 @@ export const TcpState = {
   SYN_RCVD: 2,
   /** Synchronized: data both ways, FINs tracked by flags. */
   ESTABLISHED: 3,
-  /** Finished (TIME-WAIT, when due, is kept by the table as a `TimeWait` record). */
+  /** Finished (TIME-WAIT, when due, is kept by the table as a record of its TimeWaitTable). */
   CLOSED: 5,
 } as const;
 export type TcpStateValue = (typeof TcpState)[keyof typeof TcpState];
@@ -394,26 +395,6 @@ export class SendQueue {
     this.locOff = pos - this.cStart;
     this.locLen = b.length - this.locOff;
   }
-}
-
-/**
- * What is left of a finished flow whose FIN went first (RFC 9293 TIME-WAIT): its addresses and
- * the sequence numbers of our last ACK, so a retransmitted guest FIN is acknowledged again.
- */
-class TimeWait implements TcpEndpoints {
-  constructor(
-    readonly family: 4 | 6,
-    readonly guestAddr: TcpAddr,
-    readonly guestPort: number,
-    readonly remoteAddr: TcpAddr,
-    readonly remotePort: number,
-    /** SND.NXT (after our FIN) and RCV.NXT (after the guest's FIN). */
-    readonly seq: number,
-    readonly ack: number,
-    readonly window: number,
-    /** Date.now() when it ends; moved on by a retransmitted FIN. */
-    public expires: number,
-  ) {}
 }
 
 /** What an RST answering `seg` for no flow looks like (RFC 9293 3.10.7.1); false: send nothing. */
@@ -1650,15 +1631,8 @@ export class TcpFlowTable {
 
   /** Flows by 4-tuple (IPv4: number keys, no string per lookup). */
   private readonly byTuple = new TupleMap<TcpFlow>();
-  /**
-   * TIME-WAIT records by 4-tuple, and a queue of (record, due time) in the order they are due:
-   * every entry is due `timeWaitMs` after it was queued, so the queue is sorted and one timer
-   * serves all of them. A retransmitted FIN queues its record again (the earlier entry is skipped).
-   */
-  private readonly timeWait = new TupleMap<TimeWait>();
-  private readonly twQueue: TimeWait[] = [];
-  private readonly twDue: number[] = [];
-  private twHead = 0;
+  /** TIME-WAIT records (src/flows/timeWait.ts): slots of a ring by 4-tuple, due in queue order. */
+  private readonly timeWait = new TimeWaitTable();
   /** @internal Every deadline of the table's flows (and its TIME-WAIT expiry), on one Node timer. */
   readonly timers = new DeadlineQueue();
   private readonly twTimer = new Deadline(this.timers, () => {
@@ -1747,13 +1721,13 @@ export class TcpFlowTable {
       return;
     }
     if (this.timeWait.size > 0) {
-      const tw = this.timeWait.get(family, src, seg.srcPort, dst, seg.dstPort);
-      if (tw !== undefined) {
-        if ((flags & (SYN | ACK | RST)) !== SYN || !seqLt(tw.ack, seg.seq)) {
+      const tw = this.timeWait.find(family, src, seg.srcPort, dst, seg.dstPort);
+      if (tw >= 0) {
+        if ((flags & (SYN | ACK | RST)) !== SYN || !seqLt(this.timeWait.ack(tw), seg.seq)) {
           this.inputTimeWait(tw, seg);
           return;
         }
-        this.forgetTimeWait(tw); // a new incarnation may reuse the 4-tuple
+        this.timeWait.forget(tw); // a new incarnation may reuse the 4-tuple
       }
     }
     if ((flags & (SYN | ACK | RST | FIN)) !== SYN) {
@@ -1838,9 +1812,6 @@ export class TcpFlowTable {
     for (const f of all) f.abort(true, true);
     this.flushAcks();
     this.timeWait.clear();
-    this.twQueue.length = 0;
-    this.twDue.length = 0;
-    this.twHead = 0;
     this.timers.clear(); // the TIME-WAIT expiry, and any deadline a flow left
   }
 
@@ -1851,22 +1822,7 @@ export class TcpFlowTable {
 
   /** @internal A flow whose FIN went first is finishing: keep its 4-tuple in TIME-WAIT. */
   enterTimeWait(flow: TcpFlow, seq: number, ack: number, window: number): void {
-    const tw = new TimeWait(
-      flow.family, flow.guestAddr, flow.guestPort, flow.remoteAddr, flow.remotePort,
-      seq, ack, window, Date.now() + this.config.timeWaitMs,
-    );
-    this.timeWait.set(tw.family, tw.guestAddr, tw.guestPort, tw.remoteAddr, tw.remotePort, tw);
-    this.queueTimeWait(tw);
-  }
-
-  /** Drop `tw`'s record if it is still the one for its 4-tuple. */
-  private forgetTimeWait(tw: TimeWait): void {
-    this.timeWait.delete(tw.family, tw.guestAddr, tw.guestPort, tw.remoteAddr, tw.remotePort, tw);
-  }
-
-  private queueTimeWait(tw: TimeWait): void {
-    this.twQueue.push(tw);
-    this.twDue.push(tw.expires);
+    this.timeWait.enter(flow.family, flow.guestAddr, flow.guestPort, flow.remoteAddr, flow.remotePort, seq, ack, window, Date.now() + this.config.timeWaitMs);
     if (!this.twTimer.armed) this.twTimer.arm(this.config.timeWaitMs);
   }
 
@@ -1875,44 +1831,31 @@ export class TcpFlowTable {
    * (or any other segment carrying data, FIN or SYN) is acknowledged again, a FIN restarting the
    * wait; a bare ACK is ignored.
    */
-  private inputTimeWait(tw: TimeWait, seg: TcpSegment): void {
+  private inputTimeWait(slot: number, seg: TcpSegment): void {
     const flags = seg.flags;
+    const tw = this.timeWait;
     if (flags & RST) {
-      this.forgetTimeWait(tw);
+      tw.forget(slot);
       return;
     }
     if (!(flags & (FIN | SYN)) && seg.payloadLen === 0) return;
+    const seq = tw.seq(slot);
+    const ack = tw.ack(slot);
+    const window = tw.window(slot);
+    const ends = tw.endpoints(slot);
+    this.env.emit(ends, ACK, seq, ack, window, null, 0, 0);
     if (flags & FIN) {
-      tw.expires = Date.now() + this.config.timeWaitMs;
-      this.queueTimeWait(tw);
+      tw.restart(slot, Date.now() + this.config.timeWaitMs);
+      if (!this.twTimer.armed) this.twTimer.arm(this.config.timeWaitMs);
     }
-    this.env.emit(tw, ACK, tw.seq, tw.ack, tw.window, null, 0, 0);
   }
 
-  /** The oldest TIME-WAIT entries are due: forget their records (unless queued again since). */
+  /** The oldest TIME-WAIT records are due: forget them (unless restarted since). */
   private expireTimeWait(): void {
-    const q = this.twQueue;
-    const due = this.twDue;
     const now = Date.now();
-    let h = this.twHead;
-    for (; h < q.length && due[h] <= now; h++) {
-      const tw = q[h];
-      if (tw.expires <= now) this.forgetTimeWait(tw);
-      q[h] = undefined as unknown as TimeWait;
-    }
-    if (h === q.length) {
-      q.length = 0;
-      due.length = 0;
-      h = 0;
-    } else if (h >= 1024 && h * 2 >= q.length) {
-      q.splice(0, h);
-      due.splice(0, h);
-      h = 0;
-    }
-    this.twHead = h;
-    if (h < q.length) this.twTimer.arm(due[h] - now);
+    const next = this.timeWait.expire(now);
+    if (next >= 0) this.twTimer.arm(Math.max(1, next - now));
   }
-
 
   /**
    * A batch of guest frames begins: flows marked dirty meanwhile are flushed by `batchEnd()`, so
