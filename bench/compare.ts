@@ -5,8 +5,7 @@
 //     upload/download to a host-loopback iperf3 through the gateway address (10.0.2.2, or pasta's
 //     mapped gateway); host→container port forward and its reverse (-R);
 //   * TCP request/response latency (1-byte ping-pong, mean µs) and connections/s (connect, 1-byte
-//     exchange, close) to the world, with bench/rr.c (blocking C: no runtime in the measurement),
-//     in 2 × --repeat slices interleaved across the stacks after the rounds (latencySlices);
+//     exchange, close) to the world, with bench/rr.c (blocking C: no runtime in the measurement);
 //   * CPU seconds of the stack's whole process tree per GB moved (world upload, world download);
 //     peak RSS (sum of VmHWM over the tree) and RSS after load; launch → ready (median of launches);
 //   * data integrity: 128 MiB up to the world's sha256 sink and down from its source, sha256 equal;
@@ -65,8 +64,6 @@ const MTUS = (args.mtu?.length ? args.mtu : (process.env.BENCH_MTU ?? '65520,150
 const STACKS = (args.stacks ?? process.env.BENCH_STACKS ?? 'slipway,slirp4netns,pasta').split(',').map((s) => s.trim()) as StackKind[];
 const LAUNCHES = QUICK ? 3 : 5;
 const RR_SECONDS = QUICK ? 1 : 2;
-/** Interleaved RR/CRR turns per stack and MTU (latencySlices). */
-const SLICES = 2 * REPEAT;
 const INTEGRITY_BYTES = (QUICK ? 32 : 128) << 20;
 const INTEGRITY_TIMEOUT_MS = 30_000;
 /** Quiet time after the last transfer before "RSS after load" is read. */
@@ -262,13 +259,17 @@ async function benchRound(lab: Lab, kind: StackKind, mtu: number, rrBin: string)
     const memAt: Record<string, { rss: number; hwm: number }> = {};
     detail.memory = memAt;
     memAt.afterThroughput = memoryMB(processTree(s.stack.pid));
-    // Latency and connection rate after the throughput rows, in the JSON only (the table's RR and
-    // connections/s come from latencySlices); their load counts toward the peak RSS.
+    // Latency and connection rate.
     if (s.stack.alive()) {
-      log(`  ${kind} MTU ${mtu}: rr, crr (after load)`);
-      const p = await rrProbe(s, rrBin);
-      detail.rrAfterLoad = p.rr ?? p.rrError;
-      detail.crrAfterLoad = p.crr ?? p.crrError;
+      log(`  ${kind} MTU ${mtu}: rr, crr`);
+      const rr = await s.container.exec([rrBin, 'client-rr', NET.server, String(BENCH_PORTS.rr), String(RR_SECONDS)], { timeoutMs: 30_000 });
+      const rj = parseJsonLine(rr.stdout);
+      detail.rr = rj ?? rr.stderr.trim().slice(0, 300);
+      set('rr_us', rj ? Number(rj.mean_us) : undefined, rr.stderr.trim().slice(0, 200) || 'rr failed');
+      const crr = await s.container.exec([rrBin, 'client-crr', NET.server, String(BENCH_PORTS.crr), String(RR_SECONDS)], { timeoutMs: 30_000 });
+      const cj = parseJsonLine(crr.stdout);
+      detail.crr = cj ?? crr.stderr.trim().slice(0, 300);
+      set('crr', cj ? Number(cj.per_second) : undefined, crr.stderr.trim().slice(0, 200) || 'crr failed');
       alive('rr/crr');
     }
 
@@ -331,83 +332,6 @@ async function benchRound(lab: Lab, kind: StackKind, mtu: number, rrBin: string)
   }
   for (const m of METRICS) if (!values[m.id]) values[m.id] = { error: 'not measured' };
   return { values, detail, errors };
-}
-
-/** One RR and one CRR measurement of RR_SECONDS each in a session (bench/rr.c in the container). */
-async function rrProbe(s: Session, rrBin: string): Promise<{ rr?: number; crr?: number; rrError?: string; crrError?: string }> {
-  const out: { rr?: number; crr?: number; rrError?: string; crrError?: string } = {};
-  const rr = await s.container.exec([rrBin, 'client-rr', NET.server, String(BENCH_PORTS.rr), String(RR_SECONDS)], { timeoutMs: 30_000 });
-  const rj = parseJsonLine(rr.stdout);
-  if (rj && Number.isFinite(Number(rj.mean_us))) out.rr = Number(rj.mean_us);
-  else out.rrError = rr.stderr.trim().slice(0, 200) || 'rr failed';
-  const crr = await s.container.exec([rrBin, 'client-crr', NET.server, String(BENCH_PORTS.crr), String(RR_SECONDS)], { timeoutMs: 30_000 });
-  const cj = parseJsonLine(crr.stdout);
-  if (cj && Number.isFinite(Number(cj.per_second))) out.crr = Number(cj.per_second);
-  else out.crrError = crr.stderr.trim().slice(0, 200) || 'crr failed';
-  return out;
-}
-
-interface Slices {
-  rr: number[];
-  crr: number[];
-  steal: number[];
-  errors: string[];
-}
-
-/**
- * RR latency and connections/s, interleaved: a fresh session per stack, all attached at once,
- * then SLICES turns in which each stack in turn (the order rotating) runs one RR and one CRR
- * measurement. The machine drifts by ±20–30 % within minutes (bench/PROFILE.md, 2026-12-02), more
- * than these rows differ between the stacks; slices seconds apart spread the drift over all of
- * them alike, where a stack's round comes ~40 s after the previous stack's. With --max-steal, a
- * slice the hypervisor stole more than that from is run again (at most REPEAT times per stack).
- */
-async function latencySlices(lab: Lab, mtu: number, rrBin: string, kinds: StackKind[], discarded: string[]): Promise<Map<StackKind, Slices>> {
-  const res = new Map<StackKind, Slices>(kinds.map((k) => [k, { rr: [], crr: [], steal: [], errors: [] }]));
-  const sessions = new Map<StackKind, Session>();
-  try {
-    for (const kind of kinds) {
-      try {
-        sessions.set(kind, await launch(lab, kind, { mtu }));
-      } catch (e) {
-        res.get(kind)!.errors.push(`rr/crr session: ${(e as Error).message.slice(0, 300)}`);
-      }
-    }
-    const live = kinds.filter((k) => sessions.has(k));
-    const rerunsLeft = new Map<StackKind, number>(live.map((k) => [k, REPEAT]));
-    for (let slice = 0; slice < SLICES; slice++) {
-      log(`rr/crr MTU ${mtu} slice ${slice + 1}/${SLICES}`);
-      for (let i = 0; i < live.length; i++) {
-        const kind = live[(i + slice) % live.length]!;
-        const s = sessions.get(kind)!;
-        const acc = res.get(kind)!;
-        for (;;) {
-          if (!s.stack.alive()) {
-            if (!acc.errors.some((e) => e.startsWith('stack exited'))) acc.errors.push(`stack exited during the rr/crr slices: ${s.stack.describe()}`.slice(0, 400));
-            break;
-          }
-          const st0 = cpuSteal();
-          const p = await rrProbe(s, rrBin);
-          const st1 = cpuSteal();
-          const stealPct = (100 * (st1.steal - st0.steal)) / Math.max(1, st1.total - st0.total);
-          if (MAX_STEAL !== undefined && stealPct > MAX_STEAL && rerunsLeft.get(kind)! > 0) {
-            rerunsLeft.set(kind, rerunsLeft.get(kind)! - 1);
-            discarded.push(`${kind} rr/crr slice ${slice + 1} (${stealPct.toFixed(0)} %)`);
-            continue;
-          }
-          acc.steal.push(stealPct);
-          if (p.rr !== undefined) acc.rr.push(p.rr);
-          else acc.errors.push(`rr: ${p.rrError}`);
-          if (p.crr !== undefined) acc.crr.push(p.crr);
-          else acc.errors.push(`crr: ${p.crrError}`);
-          break;
-        }
-      }
-    }
-  } finally {
-    for (const s of sessions.values()) await endSession(s);
-  }
-  return res;
 }
 
 function computeRatios(run: MtuRun): void {
@@ -539,18 +463,13 @@ async function main(): Promise<number> {
           }
         }
       }
-      const slices = await latencySlices(lab, mtu, rrBin, STACKS.filter((k) => !stackBinaryMissing(k)), discarded);
       for (const kind of STACKS) {
         const acc = perStack.get(kind)!;
-        const sl = slices.get(kind);
-        if (sl) acc.errors.push(...sl.errors);
         const sr: StackRun = { stack: kind, status: 'ok', errors: acc.errors, metrics: {}, rounds: acc.details };
         if (acc.values.length === 0) sr.status = stackBinaryMissing(kind) ? 'not-installed' : 'failed';
         for (const m of METRICS) {
-          // RR and connections/s from the interleaved slices; every other metric from the rounds.
-          const fromSlices = m.id === 'rr_us' ? sl?.rr : m.id === 'crr' ? sl?.crr : undefined;
-          const samples = fromSlices ?? acc.values.map((v) => v[m.id]?.value).filter((x): x is number => x !== undefined);
-          const err = fromSlices ? sl?.errors[0] : acc.values.map((v) => v[m.id]?.error).find(Boolean);
+          const samples = acc.values.map((v) => v[m.id]?.value).filter((x): x is number => x !== undefined);
+          const err = acc.values.map((v) => v[m.id]?.error).find(Boolean);
           sr.metrics[m.id] = samples.length
             ? { value: m.id === 'integrity' ? Math.min(...samples) : median(samples), samples }
             : { error: err ?? (sr.status === 'not-installed' ? 'not installed' : 'no value') };
@@ -564,8 +483,6 @@ async function main(): Promise<number> {
       res.runs.push(mr);
       const steal = mr.stacks.map((sr) => `${sr.stack} ${sr.rounds.map((d) => ((d as { stealPct?: number }).stealPct ?? NaN).toFixed(0)).join('/')} %`);
       res.notes.push(`MTU ${mtu}: CPU time stolen by the hypervisor during each stack's rounds (high = noisy numbers): ${steal.join(', ')}`);
-      const sliceSteal = [...slices].map(([k, sl]) => `${k} ${sl.steal.map((x) => x.toFixed(0)).join('/')} %`);
-      res.notes.push(`MTU ${mtu}: RR and connections/s: ${SLICES} interleaved slices of ${RR_SECONDS} s per stack on fresh sessions (the rounds' own measurement after the throughput rows is in the JSON, rounds[].rrAfterLoad / crrAfterLoad); steal per slice: ${sliceSteal.join(', ')}`);
       if (MAX_STEAL !== undefined) {
         res.notes.push(`MTU ${mtu}: rounds discarded for steal > ${MAX_STEAL} % and run again: ${discarded.length > 0 ? discarded.join(', ') : 'none'}`);
       }
