@@ -9,6 +9,8 @@
 //
 //   npx tsx bench/profile.ts [--seconds 8] [--mtu 1500] [--path upload|download|rr|crr|udp-up|udp-down] [--no-perf]
 //     [--stack pasta|slirp4netns] (perf only: a peer on the same path) [--freq 499] (perf samples/s)
+//     [--syscalls] (no sampling: the stack's syscalls counted by `perf trace -s`, per operation for
+//     rr/crr; PROFILE_STRACE=FILE adds a 0.3 s strace of the calls with their arguments)
 import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
