@@ -1822,8 +1822,13 @@ export class TcpFlowTable {
 
   /** @internal A flow whose FIN went first is finishing: keep its 4-tuple in TIME-WAIT. */
   enterTimeWait(flow: TcpFlow, seq: number, ack: number, window: number): void {
-    this.timeWait.enter(flow.family, flow.guestAddr, flow.guestPort, flow.remoteAddr, flow.remotePort, seq, ack, window, Date.now() + this.config.timeWaitMs);
+    this.timeWait.enter(flow.family, flow.guestAddr, flow.guestPort, flow.remoteAddr, flow.remotePort, seq, ack, window, this.timeWaitDue());
+  }
+
+  /** When a record (re)starting now is due; the expiry timer runs while any record is queued. */
+  private timeWaitDue(): number {
     if (!this.twTimer.armed) this.twTimer.arm(this.config.timeWaitMs);
+    return Date.now() + this.config.timeWaitMs;
   }
 
   /**
@@ -1844,10 +1849,7 @@ export class TcpFlowTable {
     const window = tw.window(slot);
     const ends = tw.endpoints(slot);
     this.env.emit(ends, ACK, seq, ack, window, null, 0, 0);
-    if (flags & FIN) {
-      tw.restart(slot, Date.now() + this.config.timeWaitMs);
-      if (!this.twTimer.armed) this.twTimer.arm(this.config.timeWaitMs);
-    }
+    if (flags & FIN) tw.restart(slot, this.timeWaitDue());
   }
 
   /** The oldest TIME-WAIT records are due: forget them (unless restarted since). */

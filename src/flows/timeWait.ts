@@ -14,16 +14,8 @@
  * slot, when due, finds the index pointing elsewhere and lets it be. A slot is reused only after
  * it was due, when nothing points to it any more.
  */
+import type { TcpEndpoints } from './tcp.js';
 import { TupleMap, type TupleAddr } from './tupleMap.js';
-
-/** The addresses of a record, as TcpFlowEnv.emit takes them. */
-export interface TimeWaitEndpoints {
-  family: 4 | 6;
-  guestAddr: TupleAddr;
-  guestPort: number;
-  remoteAddr: TupleAddr;
-  remotePort: number;
-}
 
 const INITIAL_SLOTS = 256;
 
@@ -46,7 +38,7 @@ export class TimeWaitTable {
   private windows = new Uint32Array(0);
   private due = new Float64Array(0);
   /** Filled by `endpoints` (reused: the caller uses it before the next call). */
-  private readonly scratch: TimeWaitEndpoints = { family: 4, guestAddr: 0, guestPort: 0, remoteAddr: 0, remotePort: 0 };
+  private readonly scratch: { -readonly [K in keyof TcpEndpoints]: TcpEndpoints[K] } = { family: 4, guestAddr: 0, guestPort: 0, remoteAddr: 0, remotePort: 0 };
 
   /** 4-tuples in TIME-WAIT. */
   get size(): number {
@@ -99,7 +91,7 @@ export class TimeWaitTable {
   }
 
   /** The record's addresses (a shared object, valid until the next call). */
-  endpoints(slot: number): TimeWaitEndpoints {
+  endpoints(slot: number): TcpEndpoints {
     const e = this.scratch;
     const v4 = this.family[slot] === 4;
     e.family = v4 ? 4 : 6;
