@@ -177,6 +177,31 @@ function open(
   return { flow, sock, iss };
 }
 
+/**
+ * Request/response on an opened flow: `request` sends a lone PSH segment of `len` bytes and ends
+ * the batch; `reply` has the host answer 20 bytes, which must go out as one segment carrying the
+ * ACK of everything the guest sent. `seq` is the guest's next sequence number.
+ */
+function exchanges(env: FakeEnv, table: TcpFlowTable, sock: FakeSocket, iss: number): { request(len?: number): void; reply(): void; readonly seq: number } {
+  let seq = ISN + 1;
+  let ack = iss + 1;
+  return {
+    request(len = 10): void {
+      table.input(4, GUEST, REMOTE, seg({ seq, ack: u32(ack), flags: ACK | PSH, data: bytes(len) }));
+      seq += len;
+      table.flushAcks();
+    },
+    reply(): void {
+      sock.emit('data', bytes(20));
+      expect(env.take().map((o) => [o.flags, o.ack, o.data.length])).toEqual([[ACK | PSH, seq, 20]]);
+      ack += 20;
+    },
+    get seq(): number {
+      return seq;
+    },
+  };
+}
+
 async function ticks(n = 5): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise<void>((r) => process.nextTick(r));
 }
@@ -348,18 +373,8 @@ describe('guest → host data', () => {
     useFakeTimers();
     const { env, table } = make();
     const { sock, iss } = open(env, table);
-    let seq = ISN + 1;
-    let ack = iss + 1;
-    const request = (len = 10): void => {
-      table.input(4, GUEST, REMOTE, seg({ seq, ack: u32(ack), flags: ACK | PSH, data: bytes(len) }));
-      seq += len;
-      table.flushAcks();
-    };
-    const reply = (): void => {
-      sock.emit('data', bytes(20));
-      expect(env.take().map((o) => [o.flags, o.ack, o.data.length])).toEqual([[ACK | PSH, seq, 20]]);
-      ack += 20;
-    };
+    const x = exchanges(env, table, sock, iss);
+    const { request, reply } = x;
     // Request, reply within the delay: one frame, the reply with the ACK.
     request();
     expect(env.out).toEqual([]);
@@ -371,7 +386,7 @@ describe('guest → host data', () => {
     vi.advanceTimersByTime(4);
     expect(env.out).toEqual([]);
     vi.advanceTimersByTime(1);
-    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, seq]]);
+    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, x.seq]]);
     // From then on (replies or not in between) an unanswered request is ACKed after 1 ms.
     for (let i = 0; i < 3; i++) {
       request();
@@ -380,33 +395,23 @@ describe('guest → host data', () => {
     request();
     expect(env.out).toEqual([]);
     vi.advanceTimersByTime(1);
-    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, seq]]);
+    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, x.seq]]);
     // A full-sized segment with PSH is acknowledged at once.
     request(1460);
-    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, seq]]);
+    expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, x.seq]]);
   });
 
   it('goes back to the 5 ms push-ACK wait when a late reply, not more guest data, followed the lone ACK', () => {
     useFakeTimers();
     const { env, table } = make();
     const { sock, iss } = open(env, table);
-    let seq = ISN + 1;
-    let ack = iss + 1;
-    const request = (): void => {
-      table.input(4, GUEST, REMOTE, seg({ seq, ack: u32(ack), flags: ACK | PSH, data: bytes(10) }));
-      seq += 10;
-      table.flushAcks();
-    };
-    const reply = (): void => {
-      sock.emit('data', bytes(20));
-      env.take();
-      ack += 20;
-    };
+    const x = exchanges(env, table, sock, iss);
+    const { request, reply } = x;
     const ackAfter = (ms: number): void => {
       vi.advanceTimersByTime(ms - 1);
       expect(env.out).toEqual([]);
       vi.advanceTimersByTime(1);
-      expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, seq]]);
+      expect(env.take().map((o) => [o.flags, o.ack])).toEqual([[ACK, x.seq]]);
     };
     // A slow host: the ACK goes alone after 5 ms, the reply comes later.
     request();
