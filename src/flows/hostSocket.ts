@@ -16,7 +16,7 @@
  */
 import { getSystemErrorName } from 'node:util';
 import { hostSockets as native, setHostReadBuffer, type Tap } from '../native.js';
-import type { HostSide } from './tcp.js';
+import { DEFAULT_TCP_CONFIG, type HostSide } from './tcp.js';
 import { EXPRESS_STATE_LEN, type ExpressBinding } from './express.js';
 
 type Listener = (...args: never[]) => void;
@@ -40,7 +40,7 @@ const KEEP_MIN = 32 * 1024;
  * collects array buffers only once ~64 MB of them are outstanding (peak RSS 135 MB).
  * The pool is dropped when traffic goes quiet (dropReadPool).
  */
-const POOL_MAX = Math.ceil((4 << 20) / KEEP_MIN) + 2;
+const POOL_MAX = Math.ceil(DEFAULT_TCP_CONFIG.bufferLimit / KEEP_MIN) + 2;
 const pool: ArrayBufferLike[] = [];
 /** The memory of every read buffer this module made: only those are taken back. */
 const ours = new WeakSet<ArrayBufferLike>();
