@@ -22,7 +22,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Container, Lab, NET, PORTS, Stack, type StackKind } from '../test/lab/lab.js';
-import { BENCH_PORTS, buildRr, launch, containerIperfServer, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, cpuSteal, processTree, startBenchServers, threadCpuSeconds } from './harness.js';
+import { BENCH_PORTS, benchContainer, buildRr, launch, containerIperfServer, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, cpuSteal, processTree, startBenchServers, threadCpuSeconds } from './harness.js';
 import { sleep } from '../test/lab/exec.js';
 
 const { values: args } = parseArgs({
@@ -106,7 +106,7 @@ async function main(): Promise<void> {
           if (FWD && !s.forward.ok) throw new Error(`${b.name}: forward: ${s.forward.error}`);
           ({ container, stack } = s);
         } else {
-          container = await lab.createContainer();
+          container = await benchContainer(lab);
           const argv = [
             ...lab.unprivPrefix(), process.execPath, ...args['node-args']!.split(' ').filter(Boolean), join(b.dir, 'bin/slipway'), '--configure', '--mtu', MTU,
             '--dns-upstream', NET.dns, '--ready-fd', '3',

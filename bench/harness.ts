@@ -209,9 +209,24 @@ function argvFor(lab: Lab, kind: StackKind, ctr: Container, o: LaunchOptions, di
 
 let launchSeq = 0;
 
+/**
+ * A fresh container netns for a benchmark, its ephemeral port range widened to 1024-65535 (same
+ * for every stack). The container's TCP client closes first, so each connection of the CRR row
+ * leaves a TIME-WAIT socket in the container for 60 s; with the default range (32768-60999, and
+ * connect() trying one parity's ~14,100 ports before the other's) the container runs out of
+ * cheap ports after ~14,000 connections and its connect() slows to ~160/s, whatever the stack
+ * (measured 2026-12-02: 14,122-14,140 TIME-WAIT sockets in the container when it set in). A row of
+ * 2 s at more than 7,000 connections/s, or several rows in one session, would measure that.
+ */
+export async function benchContainer(lab: Lab): Promise<Container> {
+  const container = await lab.createContainer();
+  await runOk(['nsenter', '-t', String(container.pid), '-n', 'sysctl', '-q', '-w', 'net.ipv4.ip_local_port_range=1024 65535']);
+  return container;
+}
+
 /** Launch `kind` on a fresh container netns and wait until it is ready. Throws when it is not. */
 export async function launch(lab: Lab, kind: StackKind, o: LaunchOptions): Promise<Session> {
-  const container = await lab.createContainer();
+  const container = await benchContainer(lab);
   const dir = unprivDir(lab, `${kind}-`);
   const { cmd, addresses, hostLoop } = argvFor(lab, kind, container, o, dir);
   const argv = [...lab.unprivPrefix(), ...cmd];
@@ -301,7 +316,7 @@ export async function readyTimes(lab: Lab, kind: StackKind, mtu: number, n: numb
       }
       continue;
     }
-    const ctr = await lab.createContainer();
+    const ctr = await benchContainer(lab);
     const dir = unprivDir(lab, 'pasta-ready-');
     const { cmd } = argvFor(lab, kind, ctr, { mtu }, dir, true);
     const t0 = performance.now();
