@@ -219,7 +219,16 @@ export class Container {
 
   /** Run a command inside the container's netns (as root on the real host; fine for tools). */
   exec(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
-    return run(['nsenter', '-t', String(this.pid), '-n', ...argv], { timeoutMs: 30_000, ...opts });
+    return run(this.inNetns(argv), { timeoutMs: 30_000, ...opts });
+  }
+
+  /** Like exec, but throws with the full output when the exit code is not 0. */
+  execOk(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
+    return runOk(this.inNetns(argv), { timeoutMs: 30_000, ...opts });
+  }
+
+  private inNetns(argv: string[]): string[] {
+    return ['nsenter', '-t', String(this.pid), '-n', ...argv];
   }
 
   /**
