@@ -9,6 +9,8 @@
 // the inbound forward (-p 127.0.0.1:PORT → an iperf3 server in the container) and its reverse.
 //
 //   npx tsx bench/ab-rr.ts --build A=/path/to/checkout --build B=/other/checkout[@ENV=VALUE...] \
+//     [--build C=DIR@NODE_ARGS='--flag --other'] (node flags for that build only; most V8 flags make
+//     V8 reject the bundle's code cache, so start-up compiles everything in that build alone)
 //     [--rounds 5] [--seconds 2] [--mtu 65520] [--rows rr,crr,down,up] [--env NAME=VALUE]
 //
 // Each build directory is a full checkout with `npm run build` done (bin/, dist/, build/Release),
@@ -16,7 +18,8 @@
 // `--peers slirp4netns,pasta` runs the peers in the same alternation (launched as bench:compare
 // launches them), for CPU per transaction side by side; `--node-args '--trace-gc'` passes node
 // flags to the slipway builds. Environment: AB_THREADS=1 prints each row's CPU per op by thread,
-// AB_STDERR=PREFIX writes each stack's output to PREFIX-<build>-<round>.log.
+// AB_STDERR=PREFIX writes each stack's output to PREFIX-<build>-<round>.log, AB_SETTLE_MS=N waits N ms
+// after the rows before reading rss_mb (serve.ts's idle trimmer returns memory after 2-4 s of quiet).
 // Rounds alternate the order of the builds; the summary prints medians and every sample.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -43,15 +46,17 @@ const { values: args } = parseArgs({
 const builds = (args.build ?? []).map((b) => {
   const i = b.indexOf('=');
   const [dir, ...envs] = b.slice(i + 1).split('@');
-  return { name: b.slice(0, i), dir, env: Object.fromEntries(envs.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])), peer: undefined as StackKind | undefined };
+  const { NODE_ARGS: nodeArgs = '', ...env } = Object.fromEntries(envs.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+  return { name: b.slice(0, i), dir, env, nodeArgs: nodeArgs.split(' ').filter(Boolean), peer: undefined as StackKind | undefined };
 });
 // --peers slirp4netns,pasta: the peers run in the same alternation, launched as bench:compare does.
 for (const p of (args.peers ?? '').split(',').filter(Boolean)) {
   if (p !== 'slirp4netns' && p !== 'pasta') throw new Error(`--peers: unknown stack '${p}' (slirp4netns, pasta)`);
-  builds.push({ name: p, dir: '', env: {}, peer: p });
+  builds.push({ name: p, dir: '', env: {}, nodeArgs: [], peer: p });
 }
 if (builds.length === 0) throw new Error('--build NAME=DIR or --peers (one or more)');
 const ROUNDS = Number(args.rounds);
+const SETTLE_MS = Number(process.env.AB_SETTLE_MS ?? 0);
 const SECONDS = Number(args.seconds);
 const MTU = args.mtu!;
 const ROWS = args.rows!.split(',');
@@ -108,7 +113,7 @@ async function main(): Promise<void> {
         } else {
           container = await benchContainer(lab);
           const argv = [
-            ...lab.unprivPrefix(), process.execPath, ...args['node-args']!.split(' ').filter(Boolean), join(b.dir, 'bin/slipway'), '--configure', '--mtu', MTU,
+            ...lab.unprivPrefix(), process.execPath, ...args['node-args']!.split(' ').filter(Boolean), ...b.nodeArgs, join(b.dir, 'bin/slipway'), '--configure', '--mtu', MTU,
             '--dns-upstream', NET.dns, '--ready-fd', '3',
             ...(FWD ? ['-p', `127.0.0.1:${BENCH_PORTS.forwardHost}:${BENCH_PORTS.containerIperf}`] : []), String(container.pid),
           ];
@@ -197,6 +202,7 @@ async function main(): Promise<void> {
           add(`${row}_sleeps`, (w1 - w0) / n);
           if (row === 'crr' && j.errors) add('crr_errors', j.errors);
         }
+        if (SETTLE_MS > 0) await sleep(SETTLE_MS);
         const mem = memoryMB(tree);
         add('rss_mb', mem.rss);
         add('rss_peak_mb', mem.hwm);

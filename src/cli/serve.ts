@@ -71,14 +71,18 @@ function searchDomains(plan: RunPlan): string[] {
  * (full GCs: closed flows' buffers are garbage V8 would otherwise keep until external memory next
  * grows by tens of MB; and the young generation shrunk back from the size the burst grew it to),
  * then malloc_trim (glibc keeps freed C heap mapped otherwise). Checked every 2 s: it happens once
- * traffic has gone quiet (< 1 MiB in the last interval) after at least 16 MiB moved, so the pause
- * (21–26 ms measured after 2 × 3 s of iperf3) does not land in the middle of a transfer.
+ * traffic has gone quiet (< 1 MiB of activity in the last interval) after at least 16 MiB, so the
+ * pause (21–26 ms measured after 2 × 3 s of iperf3) does not land in the middle of a transfer.
+ * Activity is bytes across the tap plus 1 KiB per frame: short connections move few bytes (about 8
+ * frames of under 100 bytes each) but leave garbage per frame. Counted on bytes alone, a 4 s burst
+ * of ~28,000 connections never reached 16 MiB and RSS stayed at 74 MB; counted with frames, it is
+ * back to 60 MB a few seconds after the burst (bench/ab-rr.ts, AB_SETTLE_MS=6000, 2026-12-02).
  */
-function idleTrimmer(bytesMoved: () => number, release: () => void, log: Logger): NodeJS.Timeout {
-  let last = bytesMoved();
+function idleTrimmer(activity: () => number, release: () => void, log: Logger): NodeJS.Timeout {
+  let last = activity();
   let sinceTrim = 0;
   const timer = setInterval(() => {
-    const now = bytesMoved();
+    const now = activity();
     const delta = now - last;
     last = now;
     sinceTrim += delta;
@@ -203,7 +207,7 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   const middlewareStats = (): object => ({ ...(faults ? { faults: faults.stats() } : {}), ...(pcap ? { pcap: pcap.stats() } : {}) });
   const trimmer = idleTrimmer(() => {
     const t = tap!.stats();
-    return t.rxBytes + t.txBytes;
+    return t.rxBytes + t.txBytes + (t.rxFrames + t.txFrames) * 1024;
   }, () => stack.releaseIdleBuffers(), log);
 
   let finish!: (code: number) => void;
