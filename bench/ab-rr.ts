@@ -201,6 +201,9 @@ async function main(): Promise<void> {
           // Voluntary context switches of the stack's process (sleeps in epoll_wait) per op.
           add(`${row}_sleeps`, (w1 - w0) / n);
           if (row === 'crr' && j.errors) add('crr_errors', j.errors);
+          // TIME-WAIT sockets the container holds after the row (its client closed first): ~32,000 of
+          // them in 60 s use up one parity of the port range and the next connections crawl.
+          if (row === 'crr') add('crr_container_time_wait', (await container.exec(['ss', '-Htan', 'state', 'time-wait'])).stdout.split('\n').filter(Boolean).length);
         }
         if (SETTLE_MS > 0) await sleep(SETTLE_MS);
         const mem = memoryMB(tree);
