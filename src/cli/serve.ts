@@ -74,11 +74,12 @@ function searchDomains(plan: RunPlan): string[] {
  * traffic has gone quiet (< 1 MiB of activity in the last interval) after at least 16 MiB, so the
  * pause (21–26 ms measured after 2 × 3 s of iperf3) does not land in the middle of a transfer.
  * Activity is bytes across the tap plus 1 KiB per frame: short connections move few bytes (about 8
- * frames of under 100 bytes each) but leave garbage per frame. Counted on bytes alone, a 4 s burst
- * of ~28,000 connections never reached 16 MiB and RSS stayed at 74 MB; counted with frames, it is
- * back to 60 MB a few seconds after the burst (bench/ab-rr.ts, AB_SETTLE_MS=6000, 2026-12-02).
+ * frames of ~58 bytes each, 460 bytes per connection, counted in a CRR run) but leave garbage per
+ * frame. Counted on bytes alone, a 4 s burst of ~28,000 connections never reached 16 MiB and RSS
+ * stayed at 74 MB; counted with frames, it is back to 60 MB a few seconds after the burst
+ * (bench/ab-rr.ts, AB_SETTLE_MS=6000, 2026-12-02).
  */
-function idleTrimmer(activity: () => number, release: () => void, log: Logger): NodeJS.Timeout {
+export function idleTrimmer(activity: () => number, release: () => void, log: Logger): NodeJS.Timeout {
   let last = activity();
   let sinceTrim = 0;
   const timer = setInterval(() => {
@@ -97,6 +98,11 @@ function idleTrimmer(activity: () => number, release: () => void, log: Logger): 
   }, 2000);
   timer.unref();
   return timer;
+}
+
+/** The idle trimmer's measure of activity across the tap: bytes, plus 1 KiB per frame. */
+export function tapActivity(t: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number }): number {
+  return t.rxBytes + t.txBytes + (t.rxFrames + t.txFrames) * 1024;
 }
 
 /** Resolve the DNS upstreams: the flags, else the resolver file's nameservers. */
@@ -205,10 +211,7 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   });
   let api: ApiServer | null = null;
   const middlewareStats = (): object => ({ ...(faults ? { faults: faults.stats() } : {}), ...(pcap ? { pcap: pcap.stats() } : {}) });
-  const trimmer = idleTrimmer(() => {
-    const t = tap!.stats();
-    return t.rxBytes + t.txBytes + (t.rxFrames + t.txFrames) * 1024;
-  }, () => stack.releaseIdleBuffers(), log);
+  const trimmer = idleTrimmer(() => tapActivity(tap!.stats()), () => stack.releaseIdleBuffers(), log);
 
   let finish!: (code: number) => void;
   const done = new Promise<number>((r) => (finish = r));
