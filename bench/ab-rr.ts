@@ -42,12 +42,15 @@ const { values: args } = parseArgs({
   },
   strict: true,
 });
+/** Node flags given as one string ('--a --b'). */
+const flagWords = (s: string): string[] => s.split(' ').filter(Boolean);
+const NODE_ARGS = flagWords(args['node-args']!);
 // NAME=DIR[@ENV=VALUE...]: the same checkout may run as several builds with different settings.
 const builds = (args.build ?? []).map((b) => {
   const i = b.indexOf('=');
   const [dir, ...envs] = b.slice(i + 1).split('@');
   const { NODE_ARGS: nodeArgs = '', ...env } = Object.fromEntries(envs.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
-  return { name: b.slice(0, i), dir, env, nodeArgs: nodeArgs.split(' ').filter(Boolean), peer: undefined as StackKind | undefined };
+  return { name: b.slice(0, i), dir, env, nodeArgs: flagWords(nodeArgs), peer: undefined as StackKind | undefined };
 });
 // --peers slirp4netns,pasta: the peers run in the same alternation, launched as bench:compare does.
 for (const p of (args.peers ?? '').split(',').filter(Boolean)) {
@@ -113,7 +116,7 @@ async function main(): Promise<void> {
         } else {
           container = await benchContainer(lab);
           const argv = [
-            ...lab.unprivPrefix(), process.execPath, ...args['node-args']!.split(' ').filter(Boolean), ...b.nodeArgs, join(b.dir, 'bin/slipway'), '--configure', '--mtu', MTU,
+            ...lab.unprivPrefix(), process.execPath, ...NODE_ARGS, ...b.nodeArgs, join(b.dir, 'bin/slipway'), '--configure', '--mtu', MTU,
             '--dns-upstream', NET.dns, '--ready-fd', '3',
             ...(FWD ? ['-p', `127.0.0.1:${BENCH_PORTS.forwardHost}:${BENCH_PORTS.containerIperf}`] : []), String(container.pid),
           ];

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { NamespaceAgent, type AgentOptions } from '../agent/NamespaceAgent.js';
 import { HeldCommand } from '../agent/HeldCommand.js';
-import { Tap, FdWatch, PingSocket, csum, lowMemory, mallocTrim, type Tap as TapHandle, type FdWatch as FdWatchHandle } from '../native.js';
+import { Tap, FdWatch, PingSocket, csum, lowMemory, mallocTrim, type Tap as TapHandle, type FdWatch as FdWatchHandle, type TapStats } from '../native.js';
 import { setPartialSum } from '../wire/checksum.js';
 import { VNET_HDR_LEN } from '../wire/vnet.js';
 import { formatIpv4 } from '../wire/ipv4.js';
@@ -101,7 +101,7 @@ export function idleTrimmer(activity: () => number, release: () => void, log: Lo
 }
 
 /** The idle trimmer's measure of activity across the tap: bytes, plus 1 KiB per frame. */
-export function tapActivity(t: { rxBytes: number; txBytes: number; rxFrames: number; txFrames: number }): number {
+export function tapActivity(t: Pick<TapStats, 'rxBytes' | 'txBytes' | 'rxFrames' | 'txFrames'>): number {
   return t.rxBytes + t.txBytes + (t.rxFrames + t.txFrames) * 1024;
 }
 
