@@ -87,6 +87,31 @@ static napi_value js_malloc_trim(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/* idleTimeMetricsOff(): Node configures its loop with UV_METRICS_IDLE_TIME (for
+ * performance.eventLoopUtilization()). With it on, libuv's epoll backend polls once with a zero
+ * timeout before every blocking poll, so each time the loop goes to sleep costs one more
+ * epoll_pwait: two per request/response exchange. slipway never reads the loop's idle time.
+ * libuv has no call that turns the option off; it is a bit in the first member of the loop's
+ * private internal fields (uv__loop_internal_fields_t.flags, the same layout from libuv 1.39,
+ * which added it, through 1.51). Clear it only for a libuv in that range and only when the word
+ * holds nothing but known option bits. Returns true when it was on and is now off. */
+static napi_value js_idle_time_metrics_off(napi_env env, napi_callback_info info) {
+  (void)info;
+  bool done = false;
+  unsigned int v = uv_version();
+  uv_loop_t *loop;
+  if (v >= 0x012700 && v < 0x013400 && napi_get_uv_event_loop(env, &loop) == napi_ok && loop->internal_fields != NULL) {
+    unsigned int *flags = (unsigned int *)loop->internal_fields;
+    /* libuv sets it with `lfields->flags |= UV_METRICS_IDLE_TIME` (the enum's value, 1) and tests
+     * it the same way; no other bit of that word is in use in these versions. */
+    const unsigned int bit = (unsigned int)UV_METRICS_IDLE_TIME;
+    if (*flags == bit) { *flags = 0; done = true; }
+  }
+  napi_value r;
+  napi_get_boolean(env, done, &r);
+  return r;
+}
+
 /* ---- FdWatch ----------------------------------------------------------------------------- */
 
 typedef struct { sw_handle h; } fdwatch_t;
@@ -337,6 +362,7 @@ napi_value sw_init_misc(napi_env env, napi_value exports) {
     { "csum", NULL, sw_csum, NULL, NULL, NULL, napi_enumerable, NULL },
     { "mallocTrim", NULL, js_malloc_trim, NULL, NULL, NULL, napi_enumerable, NULL },
     { "lowMemory", NULL, sw_low_memory, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "idleTimeMetricsOff", NULL, js_idle_time_metrics_off, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   NAPI_OK(env, napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns));
 

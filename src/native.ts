@@ -289,6 +289,7 @@ interface Addon extends HostSockets {
   closeFd(fd: number): void;
   mallocTrim(): boolean;
   lowMemory(): void;
+  idleTimeMetricsOff(): boolean;
   writeSlices(fd: number, buf: Uint8Array, offLen: Int32Array, count: number): number;
 }
 
@@ -334,6 +335,13 @@ export const mallocTrim: () => boolean = addon.mallocTrim;
  * shrunk back to its initial size (a plain full GC leaves it as large as the last burst grew it).
  */
 export const lowMemory: () => void = addon.lowMemory;
+/**
+ * Turn off libuv's idle-time metrics on Node's loop (Node turns them on for
+ * performance.eventLoopUtilization(), which then stops counting idle time). With them on, each
+ * sleep of the loop costs an extra zero-timeout epoll_pwait. True when they were on and now are
+ * off; false, changing nothing, on a libuv whose private layout the addon does not know.
+ */
+export const idleTimeMetricsOff: () => boolean = addon.idleTimeMetricsOff;
 /**
  * Write `count` (offset, length) slices of `buf` (pairs in offLen) to a connected stream socket
  * fd without blocking: bytes written, or -errno (EAGAIN included). Never throws on I/O errors,

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { NamespaceAgent, type AgentOptions } from '../agent/NamespaceAgent.js';
 import { HeldCommand } from '../agent/HeldCommand.js';
-import { Tap, FdWatch, PingSocket, csum, lowMemory, mallocTrim, type Tap as TapHandle, type FdWatch as FdWatchHandle, type TapStats } from '../native.js';
+import { Tap, FdWatch, PingSocket, csum, idleTimeMetricsOff, lowMemory, mallocTrim, type Tap as TapHandle, type FdWatch as FdWatchHandle, type TapStats } from '../native.js';
 import { setPartialSum } from '../wire/checksum.js';
 import { VNET_HDR_LEN } from '../wire/vnet.js';
 import { formatIpv4 } from '../wire/ipv4.js';
@@ -122,6 +122,10 @@ function dnsUpstreams(plan: RunPlan, log: Logger): { address: string; port: numb
 export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   if (plan.apiSocket !== undefined) checkSocketPath(plan.apiSocket);
   setPartialSum(csum);
+  // Node counts the loop's idle time for performance.eventLoopUtilization(), which slipway never
+  // reads; with it on, every sleep of the loop costs one more (zero-timeout) epoll_pwait.
+  if (idleTimeMetricsOff()) log.debug('loop idle-time metrics turned off');
+  else log.debug({ uv: process.versions.uv }, 'loop idle-time metrics left on (a libuv whose layout the addon does not know)');
   // Frame-path middleware (src/link/frames.ts); both are null, and nothing is wrapped, by default.
   const faults = FaultInjector.fromEnv(process.env.SLIPWAY_FAULTS);
   if (faults) {
