@@ -5,7 +5,8 @@
 //
 // Also per op: frames the stack wrote to / read from the guest (tap0 counters in the container)
 // and the stack's voluntary context switches (sleeps); rows `down`/`up` are iperf3 to the world
-// (Gbit/s, stack CPU s/GB, frames to the guest per MB); `fwd_in`/`fwd_out` are iperf3 through
+// (Gbit/s, stack CPU s/GB, frames to the guest per MB), `down_loop`/`up_loop` the same to the host's
+// loopback iperf3 server through the gateway address; `fwd_in`/`fwd_out` are iperf3 through
 // the inbound forward (-p 127.0.0.1:PORT → an iperf3 server in the container) and its reverse.
 //
 //   npx tsx bench/ab-rr.ts --build A=/path/to/checkout --build B=/other/checkout[@ENV=VALUE...] \
@@ -109,10 +110,11 @@ async function main(): Promise<void> {
       for (const b of order) {
         let container: Container;
         let stack: Stack;
+        let hostLoop = '10.0.2.2';
         if (b.peer) {
           const s = await launch(lab, b.peer, { mtu: Number(MTU), forward: FWD, env: extraEnv });
           if (FWD && !s.forward.ok) throw new Error(`${b.name}: forward: ${s.forward.error}`);
-          ({ container, stack } = s);
+          ({ container, stack, hostLoopAddr: hostLoop } = s);
         } else {
           container = await benchContainer(lab);
           const argv = [
@@ -161,10 +163,12 @@ async function main(): Promise<void> {
             await iperfRow(row, () => lab.hostExec(iperfArgv('127.0.0.1', BENCH_PORTS.forwardHost, SECONDS, row === 'fwd_out'), { timeoutMs: (SECONDS + 30) * 1000 }));
             continue;
           }
-          if (row === 'down' || row === 'up') {
+          if (row === 'down' || row === 'up' || row === 'down_loop' || row === 'up_loop') {
             const f0 = await tapPackets(container);
             const t0 = threadCpuSeconds(nodePid);
-            const bytes = await iperfRow(row, () => container.exec(iperfArgv(NET.server, PORTS.iperf, SECONDS, row === 'down'), { timeoutMs: (SECONDS + 30) * 1000 }));
+            // _loop: the host's loopback iperf3 server through the gateway address (pasta maps its own).
+            const [host, port] = row.endsWith('_loop') ? [hostLoop, BENCH_PORTS.hostLoopIperf] : [NET.server, PORTS.iperf];
+            const bytes = await iperfRow(row, () => container.exec(iperfArgv(host, port, SECONDS, row.startsWith('down')), { timeoutMs: (SECONDS + 30) * 1000 }));
             const t1 = threadCpuSeconds(nodePid);
             const f1 = await tapPackets(container);
             if (bytes === undefined) continue;
