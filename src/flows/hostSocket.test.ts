@@ -35,6 +35,35 @@ function watch(s: HostSocket): { events: string[]; data: Buffer[]; eofWithData: 
   return r;
 }
 
+/**
+ * Reads `s` to its end like a flow's send queue: the last `keep` chunks stay held (unacknowledged),
+ * older ones go back through `recycle`. Every chunk's bytes are checked when it is handed back
+ * and at the end (`corrupt` counts chunks whose bytes changed while held); `seen` sees each chunk.
+ */
+async function holdAndRecycle(s: HostSocket, keep: number, seen: (b: Buffer) => void): Promise<{ sha256: string; bytes: number; corrupt: number }> {
+  const held: { b: Buffer; sum: string }[] = [];
+  const sum = (b: Buffer): string => createHash('sha1').update(b).digest('hex');
+  const whole = createHash('sha256');
+  let bytes = 0;
+  let corrupt = 0;
+  await new Promise<void>((resolve) => {
+    s.on('data', (b: Buffer) => {
+      seen(b);
+      whole.update(b);
+      bytes += b.length;
+      held.push({ b, sum: sum(b) });
+      while (held.length > keep) {
+        const h = held.shift()!;
+        if (sum(h.b) !== h.sum) corrupt++;
+        s.recycle(h.b);
+      }
+    });
+    s.on('end', resolve);
+  });
+  for (const h of held) if (sum(h.b) !== h.sum) corrupt++;
+  return { sha256: whole.digest('hex'), bytes, corrupt };
+}
+
 describe('HostSocket (native host side of a TCP flow)', () => {
   it('connects, relays both ways with half-close, and reports the last data together with EOF', async () => {
     const srv = await listen((c) => {
@@ -123,33 +152,15 @@ describe('HostSocket (native host side of a TCP flow)', () => {
     const srv = await listen((c) => c.end(payload));
     const s = new HostSocket(4, '127.0.0.1', portOf(srv), null);
     // Hold the last few chunks like a flow's unacknowledged queue, then hand them back.
-    const held: { b: Buffer; sum: string }[] = [];
-    const sum = (b: Buffer): string => createHash('sha1').update(b).digest('hex');
     const memory = new Set<ArrayBufferLike>();
     let reused = 0;
-    const whole = createHash('sha256');
-    let got = 0;
-    let corrupt = 0;
-    const done = new Promise<void>((resolve) => {
-      s.on('data', (b: Buffer) => {
-        if (memory.has(b.buffer)) reused++;
-        memory.add(b.buffer);
-        whole.update(b);
-        got += b.length;
-        held.push({ b, sum: sum(b) });
-        while (held.length > 4) {
-          const h = held.shift()!;
-          if (sum(h.b) !== h.sum) corrupt++;
-          s.recycle(h.b);
-        }
-      });
-      s.on('end', resolve);
+    const r = await holdAndRecycle(s, 4, (b) => {
+      if (memory.has(b.buffer)) reused++;
+      memory.add(b.buffer);
     });
-    await done;
-    for (const h of held) if (sum(h.b) !== h.sum) corrupt++;
-    expect(got).toBe(payload.length);
-    expect(whole.digest('hex')).toBe(createHash('sha256').update(payload).digest('hex'));
-    expect(corrupt).toBe(0);
+    expect(r.bytes).toBe(payload.length);
+    expect(r.sha256).toBe(createHash('sha256').update(payload).digest('hex'));
+    expect(r.corrupt).toBe(0);
     expect(reused).toBeGreaterThan(0);
     s.destroy();
     srv.close();
@@ -211,34 +222,17 @@ describe('HostSocket (native host side of a TCP flow)', () => {
       next();
     });
     const s = new HostSocket(4, '127.0.0.1', portOf(srv), null);
-    const held: { b: Buffer; sum: string }[] = [];
-    const sum = (b: Buffer): string => createHash('sha1').update(b).digest('hex');
     const memory = new Set<ArrayBufferLike>();
     let mid = 0;
-    let corrupt = 0;
     let oversized = 0;
-    const whole = createHash('sha256');
-    const done = new Promise<void>((resolve) => {
-      s.on('data', (b: Buffer) => {
-        whole.update(b);
-        if (b.length > 4096 && b.length < 32 * 1024) {
-          mid++;
-          memory.add(b.buffer);
-          if (b.buffer.byteLength > 2 * b.length) oversized++;
-        }
-        held.push({ b, sum: sum(b) });
-        while (held.length > 4) {
-          const h = held.shift()!;
-          if (sum(h.b) !== h.sum) corrupt++;
-          s.recycle(h.b);
-        }
-      });
-      s.on('end', resolve);
+    const r = await holdAndRecycle(s, 4, (b) => {
+      if (b.length <= 4096 || b.length >= 32 * 1024) return;
+      mid++;
+      memory.add(b.buffer);
+      if (b.buffer.byteLength > 2 * b.length) oversized++;
     });
-    await done;
-    for (const h of held) if (sum(h.b) !== h.sum) corrupt++;
-    expect(whole.digest('hex')).toBe(createHash('sha256').update(Buffer.concat(msgs)).digest('hex'));
-    expect(corrupt).toBe(0);
+    expect(r.sha256).toBe(createHash('sha256').update(Buffer.concat(msgs)).digest('hex'));
+    expect(r.corrupt).toBe(0);
     expect(mid).toBeGreaterThanOrEqual(100); // the reads were mid-size (else this proves nothing)
     expect(memory.size).toBeLessThanOrEqual(20); // four held, a few per class
     expect(oversized).toBe(0); // a chunk never pins more than twice its bytes
