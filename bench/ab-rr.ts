@@ -3,6 +3,8 @@
 // reads the stack's CPU time (utime+stime of its process tree, /proc) over each measurement, so
 // CPU µs per transaction / per connection is comparable even when wall time is not.
 //
+// Each build's launch → ready (ms from spawn to the ready-fd byte; for the peers as bench:compare
+// measures it) is reported as ready_ms.
 // Also per op: frames the stack wrote to / read from the guest (tap0 counters in the container)
 // and the stack's voluntary context switches (sleeps); rows `down`/`up` are iperf3 to the world
 // (Gbit/s, stack CPU s/GB, frames to the guest per MB), `down_loop`/`up_loop` the same to the host's
@@ -111,10 +113,11 @@ async function main(): Promise<void> {
         let container: Container;
         let stack: Stack;
         let hostLoop = '10.0.2.2';
+        let readyMs: number | undefined;
         if (b.peer) {
           const s = await launch(lab, b.peer, { mtu: Number(MTU), forward: FWD, env: extraEnv });
           if (FWD && !s.forward.ok) throw new Error(`${b.name}: forward: ${s.forward.error}`);
-          ({ container, stack, hostLoopAddr: hostLoop } = s);
+          ({ container, stack, hostLoopAddr: hostLoop, readyMs } = s);
         } else {
           container = await benchContainer(lab);
           const argv = [
@@ -122,6 +125,7 @@ async function main(): Promise<void> {
             '--dns-upstream', NET.dns, '--ready-fd', '3',
             ...(FWD ? ['-p', `127.0.0.1:${BENCH_PORTS.forwardHost}:${BENCH_PORTS.containerIperf}`] : []), String(container.pid),
           ];
+          const t0 = performance.now();
           const child = lab.spawnTracked(`ab-${b.name}-${round}`, argv, { env: { ...lab.unprivEnv(), ...extraEnv, ...b.env }, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
           stack = new Stack('slipway', child, argv, { gateway: '10.0.2.2', dns: '10.0.2.3', guest: '10.0.2.100' });
           const st = stack;
@@ -129,6 +133,7 @@ async function main(): Promise<void> {
             const t = setTimeout(() => reject(new Error(`${b.name}: not ready: ${st.stderr.text()}`)), 20_000);
             (child.stdio[3] as NodeJS.ReadableStream).once('data', () => {
               clearTimeout(t);
+              readyMs = performance.now() - t0;
               resolve();
             });
           });
@@ -139,6 +144,7 @@ async function main(): Promise<void> {
         const add = (k: string, v: number): void => {
           (r[k] ??= []).push(v);
         };
+        if (readyMs !== undefined) add('ready_ms', readyMs);
         const tree = processTree(stack.pid);
         // The Node process of the tree (the launch wrappers exec or wait): the one with most threads.
         const nodePid = tree.reduce((best, p) => (taskCount(p) > taskCount(best) ? p : best), stack.pid);
