@@ -8,14 +8,16 @@
  * scripts/bundle.mjs after a `--version` run, so it also holds the functions that run compiled).
  *
  * The cache is only an accelerator. Its file starts with the SHA-256 of the bundle it was made
- * from, and is used only for that bundle: V8's own check compares the source's length, not its
- * content, and bytecode of another bundle of the same length would run as if it were this one's
- * (hashing the 590 KB takes well under a millisecond). V8 rejects the rest by itself when it was
+ * from and that file's size and mtime, and is used only for that bundle: V8's own check compares
+ * the source's length, not its content, and bytecode of another bundle of the same length would
+ * run as if it were this one's. While the bundle's size and mtime are the ones recorded, boot
+ * trusts the hash without computing it: loading node:crypto and hashing the bundle cost ~10 ms of
+ * CPU at every start. A bundle with another mtime (copied, touched) is hashed, and its cache used
+ * if the content is the same. V8 rejects the rest by itself when it was
  * made by another V8 version or with other V8 flags; then the bundle compiles as it would without
  * one. Missing, stale or rejected, slipway starts the same, only slower.
  */
-import { createHash } from 'node:crypto';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 import { Script } from 'node:vm';
@@ -36,7 +38,26 @@ export function bundlePaths(dist: string, name: string): { bundle: string; cache
 const wrap = (source: string): string => `(function (exports, require, module, __filename, __dirname) { ${source}\n});`;
 
 const HASH_BYTES = 32;
-const sourceHash = (source: string): Buffer => createHash('sha256').update(source).digest();
+/** The cache file's header: the bundle's SHA-256, then its size and mtime (ms) as float64 LE. */
+const HEADER_BYTES = HASH_BYTES + 16;
+// node:crypto is required only when a hash is computed (see the comment at the top).
+const sourceHash = (source: string): Buffer => (require('node:crypto') as typeof import('node:crypto')).createHash('sha256').update(source).digest();
+
+function header(bundle: string, source: string): Buffer {
+  const st = statSync(bundle);
+  const h = Buffer.alloc(HEADER_BYTES);
+  sourceHash(source).copy(h, 0);
+  h.writeDoubleLE(st.size, HASH_BYTES);
+  h.writeDoubleLE(st.mtimeMs, HASH_BYTES + 8);
+  return h;
+}
+
+/** Whether a cache file's header says it was made from this bundle (`source`, read from `bundle`). */
+function madeFrom(file: Buffer, bundle: string, source: string): boolean {
+  const st = statSync(bundle);
+  if (file.readDoubleLE(HASH_BYTES) === st.size && file.readDoubleLE(HASH_BYTES + 8) === st.mtimeMs) return true;
+  return file.subarray(0, HASH_BYTES).equals(sourceHash(source));
+}
 
 function compile(bundle: string, cache: string | undefined): { script: Script; source: string; status: CodeCacheStatus } {
   const source = readFileSync(bundle, 'utf8');
@@ -50,7 +71,7 @@ function compile(bundle: string, cache: string | undefined): { script: Script; s
       /* missing or unreadable */
     }
     if (file) {
-      if (file.length > HASH_BYTES && file.subarray(0, HASH_BYTES).equals(sourceHash(source))) cachedData = file.subarray(HASH_BYTES);
+      if (file.length > HEADER_BYTES && madeFrom(file, bundle, source)) cachedData = file.subarray(HEADER_BYTES);
       else status = 'stale';
     }
   }
@@ -87,7 +108,7 @@ export function writeCodeCache(bundle: string, cache: string): void {
   const { script, source } = compile(bundle, undefined);
   process.on('exit', () => {
     const tmp = join(dirname(cache), `.${basename(cache)}.${process.pid}`);
-    writeFileSync(tmp, Buffer.concat([sourceHash(source), script.createCachedData()]));
+    writeFileSync(tmp, Buffer.concat([header(bundle, source), script.createCachedData()]));
     renameSync(tmp, cache);
   });
   process.argv = [process.argv[0] ?? process.execPath, bundle, '--version'];

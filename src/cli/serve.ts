@@ -17,7 +17,7 @@ import { formatIpv4 } from '../wire/ipv4.js';
 import { formatMac } from '../wire/ethernet.js';
 import { Stack } from '../stack.js';
 import type { StackConfig } from '../config.js';
-import { DnsForwarder, readResolvConf } from '../services/dns.js';
+import { DnsForwarder, readResolvConf, warmRandom } from '../services/dns.js';
 import type { RunPlan } from './options.js';
 import { PortForwarder } from '../forward/PortForwarder.js';
 import { GatewayOpener } from '../forward/tapOpen.js';
@@ -362,6 +362,8 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     }
   }
 
+  // Off the start-up path: the DNS forwarder's random query ids need node:crypto.
+  setImmediate(warmRandom);
   if (held) {
     held.go();
     held.exited.then(({ code, signal }) => {

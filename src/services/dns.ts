@@ -19,13 +19,25 @@
  */
 
 import dgram from 'node:dgram';
-import { randomFillSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
 import { reportInternalError } from '../internalError.js';
 import { DnsMessage, DnsRcode, DNS_ERROR_RESPONSE_MAX, DNS_MAX_NAME, dnsNamesEqual, writeDnsErrorResponse } from '../wire/dns.js';
 import { hostPort } from '../ip/endpoint.js';
+
+/**
+ * node:crypto's randomFillSync, loaded on first use: loading node:crypto at start-up cost ~7 ms of
+ * CPU before the stack could signal ready. serve() calls warmRandom() once it has (off the start-up
+ * path, so the first query does not wait for it).
+ */
+let randomFill: typeof import('node:crypto').randomFillSync | null = null;
+
+/** Load node:crypto now if it is not loaded yet (query ids come from its randomFillSync). */
+export function warmRandom(): void {
+  randomFill ??= (createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto')).randomFillSync;
+}
 
 export interface DnsUpstream {
   address: string;
@@ -334,7 +346,8 @@ export class DnsForwarder {
   private freshId(): number {
     for (;;) {
       if (this.randomLeft === 0) {
-        randomFillSync(this.random);
+        warmRandom();
+        randomFill!(this.random);
         this.randomLeft = this.random.length;
       }
       const id = this.random[--this.randomLeft];
