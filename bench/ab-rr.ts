@@ -3,6 +3,7 @@
 // reads the stack's CPU time (utime+stime of its process tree, /proc) over each measurement, so
 // CPU µs per transaction / per connection is comparable even when wall time is not.
 //
+// Row `pause` waits 5 s without traffic (so serve.ts's idle trimmer runs before the next row).
 // Each build's launch → ready (ms from spawn to the ready-fd byte; for the peers as bench:compare
 // measures it) is reported as ready_ms.
 // Also per op: frames the stack wrote to / read from the guest (tap0 counters in the container)
@@ -48,6 +49,8 @@ const { values: args } = parseArgs({
 /** Node flags given as one string ('--a --b'). */
 const flagWords = (s: string): string[] => s.split(' ').filter(Boolean);
 const NODE_ARGS = flagWords(args['node-args']!);
+/** Row `pause`: this long with no traffic (serve.ts's idle trimmer runs after 2-4 s of quiet). */
+const PAUSE_MS = 5000;
 // NAME=DIR[@ENV=VALUE...]: the same checkout may run as several builds with different settings.
 const builds = (args.build ?? []).map((b) => {
   const i = b.indexOf('=');
@@ -165,6 +168,10 @@ async function main(): Promise<void> {
         };
         const stopIperf = FWD ? await containerIperfServer(container) : undefined;
         for (const row of ROWS) {
+          if (row === 'pause') {
+            await sleep(PAUSE_MS);
+            continue;
+          }
           if (row === 'fwd_in' || row === 'fwd_out') {
             await iperfRow(row, () => lab.hostExec(iperfArgv('127.0.0.1', BENCH_PORTS.forwardHost, SECONDS, row === 'fwd_out'), { timeoutMs: (SECONDS + 30) * 1000 }));
             continue;
