@@ -39,10 +39,10 @@ function writeCache(bundle: string, cache: string): ReturnType<typeof spawnSync>
 // second compile of the same source in one process never looks at cachedData.
 // A script file, not `node -e`: Node's -e loads node:crypto itself.
 let scripts = 0;
-function runScript(code: string, args: string[] = []): ReturnType<typeof spawnSync> {
+function runScript(code: string): ReturnType<typeof spawnSync> {
   const file = join(dir, `run-${scripts++}.cjs`);
   writeFileSync(file, code);
-  return spawnSync(process.execPath, [file, ...args], { encoding: 'utf8', timeout: 30_000 });
+  return spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 30_000 });
 }
 
 // `crypto`: whether node:crypto got loaded on the way (boot needs it only to hash a bundle whose

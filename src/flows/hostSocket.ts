@@ -104,11 +104,6 @@ export function dropReadPool(): void {
   for (const p of classPools) p.length = 0;
 }
 
-/** Free buffers held for reads (tests): the 64 KiB read buffers, then each size class's. */
-export function readPoolSizes(): number[] {
-  return [pool.length, ...classPools.map((p) => p.length)];
-}
-
 function takeRead(n: number): Buffer {
   const b = readBuf!;
   if (n >= KEEP_MIN) {

@@ -34,9 +34,9 @@ import { hostPort } from '../ip/endpoint.js';
  */
 let randomFill: typeof import('node:crypto').randomFillSync | null = null;
 
-/** Load node:crypto now if it is not loaded yet (query ids come from its randomFillSync). */
-export function warmRandom(): void {
-  randomFill ??= (createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto')).randomFillSync;
+/** node:crypto's randomFillSync (query ids), loading node:crypto now if it is not loaded yet. */
+export function warmRandom(): typeof import('node:crypto').randomFillSync {
+  return (randomFill ??= (createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto')).randomFillSync);
 }
 
 export interface DnsUpstream {
@@ -346,8 +346,7 @@ export class DnsForwarder {
   private freshId(): number {
     for (;;) {
       if (this.randomLeft === 0) {
-        warmRandom();
-        randomFill!(this.random);
+        warmRandom()(this.random);
         this.randomLeft = this.random.length;
       }
       const id = this.random[--this.randomLeft];
