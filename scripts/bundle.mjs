@@ -16,7 +16,7 @@
 // not bundled.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -46,6 +46,27 @@ await build({
   define: { 'import.meta.url': '__slipwayBundleUrl' },
   banner: { js: "var __slipwayBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
 });
+
+// An all-ASCII bundle: V8 keeps an ASCII source as a one-byte string, but one non-ASCII character
+// makes the whole 600 KB a two-byte string (1.2 MB) that start-up decodes, compiles against and
+// checks the code cache against. esbuild escapes non-ASCII characters in code (strings,
+// identifiers, regular expressions) but keeps comments as written, and our comments have arrows
+// and ≤. On comment lines they become \u escapes (a comment's text has no meaning); anything left
+// elsewhere is reported, and that bundle only starts slower. `perf stat` of `--version`, 40
+// interleaved runs (2026-12-06): 104.4 → 97.5 ms of CPU (median).
+for (const name of Object.keys(entries)) {
+  const bundle = join(dist, `${name}.bundle.cjs`);
+  const escape = (c) => [...c].map((u) => `\\u${u.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
+  let left = 0;
+  const lines = readFileSync(bundle, 'utf8').split('\n').map((line) => {
+    if (!/[^\x00-\x7f]/.test(line)) return line;
+    if (/^\s*(\/\/|\/\*|\*)/.test(line)) return line.replace(/[^\x00-\x7f]/gu, escape);
+    left++;
+    return line;
+  });
+  writeFileSync(bundle, lines.join('\n'));
+  if (left > 0) process.stderr.write(`bundle: ${name}: ${left} line(s) outside comments have non-ASCII characters; the bundle starts slower (a two-byte source)\n`);
+}
 
 // The cache is made by this Node (the one `npm install` runs), in a process of its own: the
 // bundle's --version ends the process it runs in. A failure here costs start-up time, not function.

@@ -3,7 +3,7 @@
 // the bundle runs the same in every case.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -118,5 +118,11 @@ describe('the built bundles', () => {
     // Loading node:crypto cost ~7 ms of every start; the DNS forwarder loads it after ready.
     expect(r.stderr).toContain('crypto:false');
     expect(r.stdout).toMatch(/\d+\.\d+\.\d+/);
+  });
+
+  it.each(['slipway', 'slirp4netns'])('%s is all ASCII (V8 keeps it as a one-byte string)', (name) => {
+    const source = readFileSync(bundlePaths(dist, name).bundle);
+    const at = source.findIndex((b) => b > 0x7f);
+    expect(at, at < 0 ? '' : `non-ASCII at byte ${at}: ${source.subarray(Math.max(0, at - 40), at + 40).toString('utf8')}`).toBe(-1);
   });
 });
