@@ -12,6 +12,7 @@
         "native/sockio.c",
         "native/express.c",
         "native/udp.c",
+        "native/spawn.c",
         "native/memory.cc"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],

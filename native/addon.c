@@ -11,6 +11,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (!sw_init_sockio(env, exports)) return NULL;
   if (!sw_init_hostsock(env, exports)) return NULL;
   if (!sw_init_udp(env, exports)) return NULL;
+  if (!sw_init_spawn(env, exports)) return NULL;
   return exports;
 }
 

@@ -149,6 +149,7 @@ napi_value sw_init_splice(napi_env env, napi_value exports);
 napi_value sw_init_sockio(napi_env env, napi_value exports);
 napi_value sw_init_hostsock(napi_env env, napi_value exports);
 napi_value sw_init_udp(napi_env env, napi_value exports);
+napi_value sw_init_spawn(napi_env env, napi_value exports);
 
 #define NAPI_OK(env, call)                                                                      \
   do {                                                                                          \

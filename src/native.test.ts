@@ -12,8 +12,10 @@ import {
   lowMemory,
   PingSocket,
   POLL_READABLE,
+  reapPid,
   setCloexec,
   socketpair,
+  spawnFds,
   Tap,
   type NativeError,
 } from './native.js';
@@ -274,6 +276,54 @@ describe('Tap (over a SEQPACKET socketpair standing in for a tap fd)', () => {
     expect(tap.stats().txDropped).toBe(1);
     tap.close();
     closeFd(peer);
+  });
+});
+
+/** Spawn with spawnFds and wait (through the pidfd) for [code, signal]. */
+function spawnAndWait(argv: string[], fds: number[]): Promise<[number, number]> {
+  const [pid, pidfd] = spawnFds(argv[0]!, argv, fds);
+  return new Promise((resolve) => {
+    const w = new FdWatch(pidfd, 'readable', () => {
+      const r = reapPid(pid);
+      if (r === null) return;
+      w.close();
+      closeFd(pidfd);
+      resolve(r);
+    });
+  });
+}
+
+describe('spawnFds / reapPid', () => {
+  it('maps the given fds onto 0..n-1, /dev/null for -1, and closes the rest', async () => {
+    const dir = fs.mkdtempSync('/tmp/slw-spawn-');
+    const outFd = fs.openSync(`${dir}/out`, 'w');
+    const extra = fs.openSync('/dev/null', 'r');
+    setCloexec(extra, false); // inheritable: the child still must not get it
+    const script = `ls /proc/self/fd | sort -n | tr '\\n' ' ' >&3; read x; echo "stdin:[$x]" >&3; echo out; exit 7`;
+    const [code, sig] = await spawnAndWait(['/bin/sh', '-c', script], [-1, -1, 2, outFd]);
+    fs.closeSync(outFd);
+    fs.closeSync(extra);
+    expect([code, sig]).toEqual([7, 0]);
+    const out = fs.readFileSync(`${dir}/out`, 'utf8');
+    fs.rmSync(dir, { recursive: true });
+    // fds 0-3 and the one ls opens for /proc/self/fd: nothing else of ours leaked.
+    expect(out.split(' ').filter((t) => /^\d+$/.test(t)).map(Number).filter((n) => n !== 4 && n !== 5)).toEqual([0, 1, 2, 3]);
+    expect(out).toContain('stdin:[]');
+  });
+
+  it('resets signal dispositions (Node ignores SIGPIPE) and reports the signal', async () => {
+    expect(await spawnAndWait(['/bin/sh', '-c', 'kill -PIPE $$; sleep 5'], [-1, -1, 2])).toEqual([-1, 13]);
+  });
+
+  it('passes the environment and throws ENOENT for a missing program', async () => {
+    process.env.SLW_SPAWN_TEST = 'yes';
+    try {
+      expect(await spawnAndWait(['/bin/sh', '-c', 'test "$SLW_SPAWN_TEST" = yes'], [-1, -1, 2])).toEqual([0, 0]);
+    } finally {
+      delete process.env.SLW_SPAWN_TEST;
+    }
+    expect(() => spawnFds('/nonexistent/slipway-x', ['x'], [])).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    expect(() => spawnFds('/bin/true', [], [])).toThrow(RangeError);
   });
 });
 

@@ -290,6 +290,8 @@ interface Addon extends HostSockets {
   mallocTrim(): boolean;
   lowMemory(): void;
   idleTimeMetricsOff(): boolean;
+  spawnFds(path: string, argv: string[], fds: number[]): [number, number];
+  reapPid(pid: number): [number, number] | null;
   writeSlices(fd: number, buf: Uint8Array, offLen: Int32Array, count: number): number;
 }
 
@@ -342,6 +344,15 @@ export const lowMemory: () => void = addon.lowMemory;
  * off; false, changing nothing, on a libuv whose private layout the addon does not know.
  */
 export const idleTimeMetricsOff: () => boolean = addon.idleTimeMetricsOff;
+/**
+ * posix_spawn `path` with `argv` (argv[0] included) and the process's environment; the child's fd i
+ * is fds[i] (-1: /dev/null), the rest of ours close at exec, signals default and unblocked.
+ * Returns [pid, pidfd]: the pidfd turns readable when the child ends, then reapPid collects it
+ * (native/spawn.c). Throws with the errno's code (ENOENT, EACCES; ENOSYS: no pidfd_open).
+ */
+export const spawnFds: (path: string, argv: string[], fds: number[]) => [number, number] = addon.spawnFds;
+/** waitpid(pid, WNOHANG): null while it runs, else [exit code or -1, signal number or 0]. */
+export const reapPid: (pid: number) => [number, number] | null = addon.reapPid;
 /**
  * Write `count` (offset, length) slices of `buf` (pairs in offLen) to a connected stream socket
  * fd without blocking: bytes written, or -errno (EAGAIN included). Never throws on I/O errors,

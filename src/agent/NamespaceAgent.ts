@@ -4,9 +4,14 @@
  * sends its fd back, then creates sockets inside the netns on request.
  *
  * Spawn from the main thread: PR_SET_PDEATHSIG fires when the spawning *thread* exits.
+ *
+ * The agent is started with posix_spawn (native/spawn.c) and its end seen through a pidfd: Node's
+ * child_process.spawn forks the whole Node process, 4-5 ms of every launch on a 2-core VM. Only
+ * `user` (a uid/gid switch, which posix_spawn cannot do) still goes through child_process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { AgentChannel, agentPath, closeFd, socketpair } from '../native.js';
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+import { AgentChannel, agentPath, closeFd, FdWatch, reapPid, socketpair, spawnFds } from '../native.js';
 
 export type AgentTarget = { pid: number } | { netnsPath: string; usernsPath?: string };
 
@@ -56,6 +61,49 @@ interface Reply {
   ipv6note?: string;
   global?: string;
   tentative?: number;
+}
+
+type Exit = { code: number | null; signal: NodeJS.Signals | null };
+
+/** The running agent process, however it was started. */
+interface AgentProcess {
+  readonly pid: number;
+  /** Signal it, unless it has already exited. */
+  kill(signal: NodeJS.Signals): void;
+}
+
+const signalNames = new Map<number, NodeJS.Signals>(Object.entries(constants.signals).map(([k, v]) => [v, k as NodeJS.Signals]));
+
+/**
+ * Start the agent with fd 3 = `channelFd` (stdin and stdout on /dev/null, stderr as asked).
+ * `onExit` fires once when it ends; a failure to start throws (posix_spawn) or comes as onError
+ * (child_process, which reports it asynchronously).
+ */
+function startAgentProcess(opts: AgentOptions, channelFd: number, onExit: (e: Exit) => void, onError: (e: Error) => void): AgentProcess {
+  const args = agentArgs(opts);
+  if (opts.user) {
+    const child = spawn(agentPath, args, { stdio: ['ignore', 'ignore', opts.stderr ?? 'inherit', channelFd], uid: opts.user.uid, gid: opts.user.gid });
+    child.once('exit', (code, signal) => onExit({ code, signal }));
+    child.once('error', onError);
+    return { pid: child.pid ?? -1, kill: (sig) => void child.kill(sig) };
+  }
+  const [pid, pidfd] = spawnFds(agentPath, [agentPath, ...args], [-1, -1, opts.stderr === 'ignore' ? -1 : 2, channelFd]);
+  let exited = false;
+  const watch = new FdWatch(pidfd, 'readable', () => {
+    const status = reapPid(pid);
+    if (status === null || exited) return;
+    exited = true;
+    watch.close();
+    closeFd(pidfd);
+    onExit({ code: status[0] >= 0 ? status[0] : null, signal: status[1] > 0 ? (signalNames.get(status[1]) ?? null) : null });
+  });
+  return {
+    pid,
+    kill: (sig) => {
+      // Until it is reaped (here, and nowhere else) the pid cannot name another process.
+      if (!exited) process.kill(pid, sig);
+    },
+  };
 }
 
 interface Pending {
@@ -111,7 +159,7 @@ export class NamespaceAgent {
   /** Resolves when the agent process has exited. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  private readonly child: ChildProcess;
+  private readonly child: AgentProcess;
   private readonly channel: AgentChannel;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -120,7 +168,7 @@ export class NamespaceAgent {
   private readonly targetPid: number | null;
 
   private constructor(
-    child: ChildProcess,
+    child: AgentProcess,
     channel: AgentChannel,
     hello: Reply,
     targetPid: number | null,
@@ -129,7 +177,7 @@ export class NamespaceAgent {
   ) {
     this.child = child;
     this.channel = channel;
-    this.pid = child.pid ?? -1;
+    this.pid = child.pid;
     this.tapFd = tapFd;
     this.targetPid = targetPid;
     this.ifindex = hello.ifindex ?? -1;
@@ -143,28 +191,30 @@ export class NamespaceAgent {
   static start(opts: AgentOptions): Promise<NamespaceAgent> {
     return new Promise<NamespaceAgent>((resolve, reject) => {
       const [parentEnd, childEnd] = socketpair();
-      let child: ChildProcess;
+      let settled = false;
+      let exitInfo: Exit | null = null;
+      let onExited!: (e: Exit) => void;
+      const exited = new Promise<Exit>((res) => (onExited = res));
+      let child: AgentProcess;
       try {
-        child = spawn(agentPath, agentArgs(opts), {
-          stdio: ['ignore', 'ignore', opts.stderr ?? 'inherit', childEnd],
-          ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
-        });
+        child = startAgentProcess(
+          opts,
+          childEnd,
+          (e) => {
+            exitInfo = e;
+            onExited(e);
+          },
+          (e) => fail(new AgentError(`cannot start ${agentPath}: ${e.message}`, (e as NodeJS.ErrnoException).code ?? 'EIO')),
+        );
       } catch (e) {
         closeFd(parentEnd);
         closeFd(childEnd);
-        reject(e instanceof Error ? e : new Error(String(e)));
+        const err = e as NodeJS.ErrnoException;
+        reject(new AgentError(`cannot start ${agentPath}: ${err.message}`, err.code ?? 'EIO'));
         return;
       }
       closeFd(childEnd);
 
-      let settled = false;
-      let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | null = null;
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
-        child.once('exit', (code, signal) => {
-          exitInfo = { code, signal };
-          res(exitInfo);
-        });
-      });
       const fail = (err: Error): void => {
         if (settled) return;
         settled = true;
@@ -173,7 +223,6 @@ export class NamespaceAgent {
         if (exitInfo === null) child.kill('SIGKILL');
         reject(err);
       };
-      child.once('error', (e) => fail(new AgentError(`cannot start ${agentPath}: ${e.message}`, (e as NodeJS.ErrnoException).code ?? 'EIO')));
 
       const timeoutMs = opts.timeoutMs ?? 10_000;
       const timer = setTimeout(
