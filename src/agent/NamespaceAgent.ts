@@ -7,7 +7,8 @@
  *
  * The agent is started with posix_spawn (native/spawn.c) and its end seen through a pidfd: Node's
  * child_process.spawn forks the whole Node process, 4-5 ms of every launch on a 2-core VM. Only
- * `user` (a uid/gid switch, which posix_spawn cannot do) still goes through child_process.
+ * `user` (a uid/gid switch, which posix_spawn cannot do) and kernels without pidfd_open (< 5.3)
+ * still go through child_process.
  */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
@@ -72,6 +73,9 @@ interface AgentProcess {
   kill(signal: NodeJS.Signals): void;
 }
 
+/** False once pidfd_open failed with ENOSYS (Linux < 5.3): agents then start through child_process. */
+let pidfdWorks = true;
+
 const signalNames = new Map<number, NodeJS.Signals>(Object.entries(constants.signals).map(([k, v]) => [v, k as NodeJS.Signals]));
 
 /**
@@ -81,13 +85,25 @@ const signalNames = new Map<number, NodeJS.Signals>(Object.entries(constants.sig
  */
 function startAgentProcess(opts: AgentOptions, channelFd: number, onExit: (e: Exit) => void, onError: (e: Error) => void): AgentProcess {
   const args = agentArgs(opts);
-  if (opts.user) {
-    const child = spawn(agentPath, args, { stdio: ['ignore', 'ignore', opts.stderr ?? 'inherit', channelFd], uid: opts.user.uid, gid: opts.user.gid });
+  if (opts.user || !pidfdWorks) {
+    const child = spawn(agentPath, args, {
+      stdio: ['ignore', 'ignore', opts.stderr ?? 'inherit', channelFd],
+      ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
+    });
     child.once('exit', (code, signal) => onExit({ code, signal }));
     child.once('error', onError);
     return { pid: child.pid ?? -1, kill: (sig) => void child.kill(sig) };
   }
-  const [pid, pidfd] = spawnFds(agentPath, [agentPath, ...args], [-1, -1, opts.stderr === 'ignore' ? -1 : 2, channelFd]);
+  let spawned: [number, number];
+  try {
+    spawned = spawnFds(agentPath, [agentPath, ...args], [-1, -1, opts.stderr === 'ignore' ? -1 : 2, channelFd]);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOSYS') throw e;
+    // A kernel before 5.3 has no pidfd_open (spawnFds killed and reaped the child): child_process.
+    pidfdWorks = false;
+    return startAgentProcess(opts, channelFd, onExit, onError);
+  }
+  const [pid, pidfd] = spawned;
   let exited = false;
   const watch = new FdWatch(pidfd, 'readable', () => {
     const status = reapPid(pid);
