@@ -102,6 +102,8 @@ bool sw_get_iov(napi_env env, napi_value arr, uint32_t first, uint32_t n, const 
                 struct iovec *iov, size_t *total);
 /* o[k] = v (a number). */
 void sw_set_num(napi_env env, napi_value o, const char *k, double v);
+/* The JS array [a, b] (NULL, with an exception pending, on failure). */
+napi_value sw_int_pair(napi_env env, int32_t a, int32_t b);
 /* null for 0, else the errno's name ("ECONNREFUSED"; "EIO" when it has none): how callbacks
  * report an error. */
 napi_value sw_errno_value(napi_env env, int err);

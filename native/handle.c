@@ -108,6 +108,16 @@ bool sw_get_array(napi_env env, napi_value v, const char *usage, uint32_t *len) 
   return napi_get_array_length(env, v, len) == napi_ok;
 }
 
+napi_value sw_int_pair(napi_env env, int32_t a, int32_t b) {
+  napi_value arr, va, vb;
+  NAPI_OK(env, napi_create_array_with_length(env, 2, &arr));
+  napi_create_int32(env, a, &va);
+  napi_create_int32(env, b, &vb);
+  napi_set_element(env, arr, 0, va);
+  napi_set_element(env, arr, 1, vb);
+  return arr;
+}
+
 bool sw_get_iov(napi_env env, napi_value arr, uint32_t first, uint32_t n, const char *name,
                 struct iovec *iov, size_t *total) {
   size_t sum = 0;

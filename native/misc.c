@@ -41,13 +41,7 @@ static napi_value js_socketpair(napi_env env, napi_callback_info info) {
     sw_throw_errno(env, "socketpair(AF_UNIX, SOCK_SEQPACKET)", errno);
     return NULL;
   }
-  napi_value arr, a, b;
-  NAPI_OK(env, napi_create_array_with_length(env, 2, &arr));
-  napi_create_int32(env, sv[0], &a);
-  napi_create_int32(env, sv[1], &b);
-  napi_set_element(env, arr, 0, a);
-  napi_set_element(env, arr, 1, b);
-  return arr;
+  return sw_int_pair(env, sv[0], sv[1]);
 }
 
 static napi_value js_set_cloexec(napi_env env, napi_callback_info info) {

@@ -149,13 +149,7 @@ static napi_value js_spawn_fds(napi_env env, napi_callback_info info) {
     return NULL;
   }
   fcntl(pidfd, F_SETFD, FD_CLOEXEC);
-  napi_value arr, a, b;
-  NAPI_OK(env, napi_create_array_with_length(env, 2, &arr));
-  napi_create_int32(env, pid, &a);
-  napi_create_int32(env, pidfd, &b);
-  napi_set_element(env, arr, 0, a);
-  napi_set_element(env, arr, 1, b);
-  return arr;
+  return sw_int_pair(env, pid, pidfd);
 }
 
 static napi_value js_reap_pid(napi_env env, napi_callback_info info) {
@@ -171,18 +165,12 @@ static napi_value js_reap_pid(napi_env env, napi_callback_info info) {
   pid_t r;
   while ((r = waitpid((pid_t)pid, &st, WNOHANG)) < 0 && errno == EINTR) {}
   if (r < 0) { sw_throw_errno(env, "waitpid", errno); return NULL; }
-  napi_value v;
   if (r == 0) {
+    napi_value v;
     napi_get_null(env, &v);
     return v;
   }
-  napi_value code, sig;
-  napi_create_int32(env, WIFEXITED(st) ? WEXITSTATUS(st) : -1, &code);
-  napi_create_int32(env, WIFSIGNALED(st) ? WTERMSIG(st) : 0, &sig);
-  NAPI_OK(env, napi_create_array_with_length(env, 2, &v));
-  napi_set_element(env, v, 0, code);
-  napi_set_element(env, v, 1, sig);
-  return v;
+  return sw_int_pair(env, WIFEXITED(st) ? WEXITSTATUS(st) : -1, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
 napi_value sw_init_spawn(napi_env env, napi_value exports) {

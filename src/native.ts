@@ -346,7 +346,7 @@ export const lowMemory: () => void = addon.lowMemory;
 export const idleTimeMetricsOff: () => boolean = addon.idleTimeMetricsOff;
 /**
  * posix_spawn `path` with `argv` (argv[0] included) and the process's environment; the child's fd i
- * is fds[i] (-1: /dev/null), the rest of ours close at exec, signals default and unblocked.
+ * is fds[i] (-1: /dev/null) and it gets no other fd of ours; signals default and unblocked.
  * Returns [pid, pidfd]: the pidfd turns readable when the child ends, then reapPid collects it
  * (native/spawn.c). Throws with the errno's code (ENOENT, EACCES; ENOSYS: no pidfd_open).
  */

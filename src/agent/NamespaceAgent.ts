@@ -107,7 +107,7 @@ function startAgentProcess(opts: AgentOptions, channelFd: number, onExit: (e: Ex
   let exited = false;
   const watch = new FdWatch(pidfd, 'readable', () => {
     const status = reapPid(pid);
-    if (status === null || exited) return;
+    if (status === null) return;
     exited = true;
     watch.close();
     closeFd(pidfd);
