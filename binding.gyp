@@ -13,6 +13,7 @@
         "native/express.c",
         "native/udp.c",
         "native/spawn.c",
+        "native/busypoll.c",
         "native/memory.cc"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],

@@ -15,6 +15,7 @@
 //   npx tsx bench/ab-rr.ts --build A=/path/to/checkout --build B=/other/checkout[@ENV=VALUE...] \
 //     [--build C=DIR@NODE_ARGS='--flag --other'] (node flags for that build only; most V8 flags make
 //     V8 reject the bundle's code cache, so start-up compiles everything in that build alone)
+//     [--build D=DIR@ARGS='--busy-poll 0'] (slipway options for that build only)
 //     [--rounds 5] [--seconds 2] [--mtu 65520] [--rows rr,crr,down,up] [--env NAME=VALUE]
 //
 // Each build directory is a full checkout with `npm run build` done (bin/, dist/, build/Release),
@@ -55,13 +56,13 @@ const PAUSE_MS = 5000;
 const builds = (args.build ?? []).map((b) => {
   const i = b.indexOf('=');
   const [dir, ...envs] = b.slice(i + 1).split('@');
-  const { NODE_ARGS: nodeArgs = '', ...env } = Object.fromEntries(envs.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
-  return { name: b.slice(0, i), dir, env, nodeArgs: flagWords(nodeArgs), peer: undefined as StackKind | undefined };
+  const { NODE_ARGS: nodeArgs = '', ARGS: cliArgs = '', ...env } = Object.fromEntries(envs.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+  return { name: b.slice(0, i), dir, env, nodeArgs: flagWords(nodeArgs), cliArgs: flagWords(cliArgs), peer: undefined as StackKind | undefined };
 });
 // --peers slirp4netns,pasta: the peers run in the same alternation, launched as bench:compare does.
 for (const p of (args.peers ?? '').split(',').filter(Boolean)) {
   if (p !== 'slirp4netns' && p !== 'pasta') throw new Error(`--peers: unknown stack '${p}' (slirp4netns, pasta)`);
-  builds.push({ name: p, dir: '', env: {}, nodeArgs: [], peer: p });
+  builds.push({ name: p, dir: '', env: {}, nodeArgs: [], cliArgs: [], peer: p });
 }
 if (builds.length === 0) throw new Error('--build NAME=DIR or --peers (one or more)');
 const ROUNDS = Number(args.rounds);
@@ -125,7 +126,7 @@ async function main(): Promise<void> {
           container = await benchContainer(lab);
           const argv = [
             ...lab.unprivPrefix(), process.execPath, ...NODE_ARGS, ...b.nodeArgs, join(b.dir, 'bin/slipway'), '--configure', '--mtu', MTU,
-            '--dns-upstream', NET.dns, '--ready-fd', '3',
+            '--dns-upstream', NET.dns, '--ready-fd', '3', ...b.cliArgs,
             ...(FWD ? ['-p', `127.0.0.1:${BENCH_PORTS.forwardHost}:${BENCH_PORTS.containerIperf}`] : []), String(container.pid),
           ];
           const t0 = performance.now();

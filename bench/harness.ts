@@ -6,7 +6,7 @@ import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSyn
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Container, Lab, NET, REPO, Stack, UNPRIV_UID, type StackAddresses, type StackKind } from '../test/lab/lab.js';
-import { descendants, run, runOk, sleep, waitFor, type RunResult } from '../test/lab/exec.js';
+import { CLK_TCK, cpuSeconds, processTree, run, runOk, sleep, waitFor, type RunResult } from '../test/lab/exec.js';
 import { apiCall } from '../test/lab/api.js';
 
 export const BENCH_PORTS = {
@@ -21,31 +21,12 @@ export const BENCH_PORTS = {
   crr: 9101,
 } as const;
 
-const CLK_TCK = 100;
-
 // ---------------------------------------------------------------------------------------------
 // /proc readers
 
-/** The stack's whole process tree (slipway: node + slipway-agent). */
-export function processTree(pid: number): number[] {
-  return [pid, ...descendants(pid)];
-}
+// processTree and cpuSeconds live with the lab (the e2e tests read CPU time too).
+export { cpuSeconds, processTree };
 
-/** utime+stime (seconds) of each pid, summed. Exited processes simply stop counting. */
-export function cpuSeconds(pids: number[]): number {
-  let ticks = 0;
-  for (const p of pids) {
-    try {
-      const s = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      // fields after "pid (comm) ": state(3) ... utime(14) stime(15) → indexes 11, 12 here.
-      ticks += Number(f[11]) + Number(f[12]);
-    } catch {
-      /* gone */
-    }
-  }
-  return ticks / CLK_TCK;
-}
 
 /** The machine's CPU time so far, and how much of it the hypervisor stole (/proc/stat, ticks). */
 export function cpuSteal(): { total: number; steal: number } {

@@ -1,7 +1,8 @@
 /* slipway.node — module entry.  Pieces: tap.c (Tap), misc.c (fd helpers, FdWatch, PingSocket,
  * AgentChannel), csum.c (checksum), handle.c (shared uv_poll handle machinery).
  * splice.c (SpliceRelay, ConnectWatch, DgramBatch: the inbound forward data path).
- * sockio.c (writeSlices: the TCP relay's direct socket writes; HostSocket: a flow's host socket). */
+ * sockio.c (writeSlices: the TCP relay's direct socket writes; HostSocket: a flow's host socket).
+ * busypoll.c (setBusyPoll: poll briefly after events instead of sleeping at once). */
 #include "addon.h"
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -12,6 +13,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (!sw_init_hostsock(env, exports)) return NULL;
   if (!sw_init_udp(env, exports)) return NULL;
   if (!sw_init_spawn(env, exports)) return NULL;
+  if (!sw_init_busy_poll(env, exports)) return NULL;
   return exports;
 }
 

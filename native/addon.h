@@ -152,6 +152,10 @@ napi_value sw_init_sockio(napi_env env, napi_value exports);
 napi_value sw_init_hostsock(napi_env env, napi_value exports);
 napi_value sw_init_udp(napi_env env, napi_value exports);
 napi_value sw_init_spawn(napi_env env, napi_value exports);
+napi_value sw_init_busy_poll(napi_env env, napi_value exports);
+/* busypoll.c: around each uv_poll event's handling (handle.c), for the adaptive busy-poll window. */
+void sw_busy_poll_begin(uv_loop_t *loop);
+void sw_busy_poll_end(uv_loop_t *loop);
 
 #define NAPI_OK(env, call)                                                                      \
   do {                                                                                          \

@@ -243,7 +243,9 @@ static void on_uv_closed(uv_handle_t *uh) {
 static void on_uv_poll(uv_poll_t *p, int status, int events) {
   sw_handle *h = (sw_handle *)p;
   if (h->closed) return;
+  sw_busy_poll_begin(p->loop);
   h->on_poll(h, status, events);
+  sw_busy_poll_end(p->loop);
 }
 
 static void finalize(napi_env env, void *data, void *hint) {

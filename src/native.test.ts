@@ -3,8 +3,10 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AgentChannel,
+  busyPollStats,
   closeFd,
   csum,
   FdWatch,
@@ -13,6 +15,7 @@ import {
   PingSocket,
   POLL_READABLE,
   reapPid,
+  setBusyPoll,
   setCloexec,
   socketpair,
   spawnFds,
@@ -376,5 +379,57 @@ describe('PingSocket', () => {
     );
     expect(r.stderr).toBe('');
     expect(JSON.parse(r.stdout.trim())).toEqual({ type: 0, payload: 'hello', from: '127.0.0.1' });
+  });
+});
+
+describe('setBusyPoll / busyPollStats', () => {
+  it('polls for the window after an event, sleeps once it passes, halves it for late events, grows it back, and is off at 0', async () => {
+    const [a, b] = socketpair();
+    const buf = Buffer.alloc(16);
+    let done = (): void => {};
+    const w = new FdWatch(a, 'readable', () => {
+      fs.readSync(a, buf);
+      done();
+    });
+    const event = (): Promise<void> => new Promise<void>((res) => {
+      done = res;
+      fs.writeSync(b, 'x');
+    });
+    try {
+      setBusyPoll(10_000);
+      const s0 = busyPollStats();
+      expect(s0).toMatchObject({ maxUs: 10_000, windowUs: 10_000, polling: false });
+      await event();
+      await new Promise((r) => setImmediate(r));
+      expect(busyPollStats().polling).toBe(true); // right after the event's callback
+      await sleep(60);
+      expect(busyPollStats().polling).toBe(false); // 10 ms passed with nothing to do: asleep
+      expect(busyPollStats().polls).toBeGreaterThan(s0.polls);
+      const windows: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        await event(); // 60 ms after the last: beyond the maximum
+        windows.push(busyPollStats().windowUs);
+        await sleep(60);
+      }
+      expect(windows).toEqual([5000, 2500, 0]); // halved; below a quarter of the maximum, 0
+      expect(busyPollStats().shrinks - s0.shrinks).toBe(3);
+      await event();
+      await event(); // within the maximum of the last: the window grows back from a quarter
+      expect(busyPollStats().windowUs).toBeGreaterThanOrEqual(2500);
+      expect(busyPollStats().grows).toBeGreaterThan(s0.grows);
+      setBusyPoll(0);
+      await event();
+      expect(busyPollStats()).toMatchObject({ maxUs: 0, windowUs: 0, polling: false });
+    } finally {
+      setBusyPoll(0);
+      w.close();
+      closeFd(a);
+      closeFd(b);
+    }
+  });
+  it('names bad input', () => {
+    expect(() => setBusyPoll(-1)).toThrow(/maxUs/);
+    expect(() => setBusyPoll(2_000_000)).toThrow(/maxUs/);
+    expect(() => setBusyPoll('fast' as unknown as number)).toThrow(/maxUs/);
   });
 });

@@ -290,6 +290,8 @@ interface Addon extends HostSockets {
   mallocTrim(): boolean;
   lowMemory(): void;
   idleTimeMetricsOff(): boolean;
+  setBusyPoll(maxUs: number): void;
+  busyPollStats(): BusyPollStats;
   spawnFds(path: string, argv: string[], fds: number[]): [number, number];
   reapPid(pid: number): [number, number] | null;
   writeSlices(fd: number, buf: Uint8Array, offLen: Int32Array, count: number): number;
@@ -344,6 +346,29 @@ export const lowMemory: () => void = addon.lowMemory;
  * off; false, changing nothing, on a libuv whose private layout the addon does not know.
  */
 export const idleTimeMetricsOff: () => boolean = addon.idleTimeMetricsOff;
+
+/** The busy-poll window's state and counters (native/busypoll.c). */
+export interface BusyPollStats {
+  /** The configured ceiling (0: off). */
+  maxUs: number;
+  /** How long the loop polls after an event now (0 … maxUs, adapted to the traffic). */
+  windowUs: number;
+  /** Polling right now (the loop is not sleeping). */
+  polling: boolean;
+  /** Events that came within the window; times it doubled, halved; zero-timeout loop turns. */
+  hits: number;
+  grows: number;
+  shrinks: number;
+  polls: number;
+}
+/**
+ * After each event, keep the loop polling (no sleep) for an adaptive window of at most `maxUs` µs
+ * (native/busypoll.c): on a VM a sleep and wake-up costs more CPU than polling for an event due
+ * within tens of µs. The window halves while events come further apart than `maxUs`, so an idle
+ * stack does not poll. 0 turns it off.
+ */
+export const setBusyPoll: (maxUs: number) => void = addon.setBusyPoll;
+export const busyPollStats: () => BusyPollStats = addon.busyPollStats;
 /**
  * posix_spawn `path` with `argv` (argv[0] included) and the process's environment; the child's fd i
  * is fds[i] (-1: /dev/null) and it gets no other fd of ours; signals default and unblocked.

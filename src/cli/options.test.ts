@@ -70,6 +70,13 @@ describe('slipway command line', () => {
     expect(() => parse('1', '--forward-mode', 'fast')).toThrow(CommanderError);
     expect(() => parse('1', '--outbound-addr', 'eth0')).toThrow(/not an IPv4 address/);
   });
+  it('takes --busy-poll in µs, 100 by default, 0 for off', () => {
+    expect(parse('1').busyPollUs).toBe(100);
+    expect(parse('1', '--busy-poll', '0').busyPollUs).toBe(0);
+    expect(parse('run', '--busy-poll', '250', '--', 'true').busyPollUs).toBe(250);
+    expect(() => parse('1', '--busy-poll', 'fast')).toThrow(/--busy-poll must be a whole number, got "fast"/);
+    expect(() => parse('1', '--busy-poll', '20000')).toThrow(/--busy-poll must be between 0 and 10000, got 20000/);
+  });
   it('prints help and version through commander', () => {
     let out = '';
     const cap = { writeOut: (s: string) => (out += s), writeErr: () => {} };

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { NamespaceAgent, type AgentOptions } from '../agent/NamespaceAgent.js';
 import { HeldCommand } from '../agent/HeldCommand.js';
-import { Tap, FdWatch, PingSocket, csum, idleTimeMetricsOff, lowMemory, mallocTrim, type Tap as TapHandle, type FdWatch as FdWatchHandle, type TapStats } from '../native.js';
+import { Tap, FdWatch, PingSocket, csum, idleTimeMetricsOff, lowMemory, setBusyPoll, busyPollStats, mallocTrim, type Tap as TapHandle, type FdWatch as FdWatchHandle, type TapStats } from '../native.js';
 import { setPartialSum } from '../wire/checksum.js';
 import { VNET_HDR_LEN } from '../wire/vnet.js';
 import { formatIpv4 } from '../wire/ipv4.js';
@@ -126,6 +126,8 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
   // reads; with it on, every sleep of the loop costs one more (zero-timeout) epoll_pwait.
   if (idleTimeMetricsOff()) log.debug('loop idle-time metrics turned off');
   else log.debug({ uv: process.versions.uv }, 'loop idle-time metrics left on (a libuv whose layout the addon does not know)');
+  // Poll briefly after each event instead of sleeping at once (native/busypoll.c; --busy-poll).
+  setBusyPoll(plan.busyPollUs);
   // Frame-path middleware (src/link/frames.ts); both are null, and nothing is wrapped, by default.
   const faults = FaultInjector.fromEnv(process.env.SLIPWAY_FAULTS);
   if (faults) {
@@ -214,7 +216,7 @@ export async function serve(plan: RunPlan, log: Logger): Promise<number> {
     ipv6: config.ipv6 !== null,
   });
   let api: ApiServer | null = null;
-  const middlewareStats = (): object => ({ ...(faults ? { faults: faults.stats() } : {}), ...(pcap ? { pcap: pcap.stats() } : {}) });
+  const middlewareStats = (): object => ({ busyPoll: busyPollStats(), ...(faults ? { faults: faults.stats() } : {}), ...(pcap ? { pcap: pcap.stats() } : {}) });
   const trimmer = idleTrimmer(() => tapActivity(tap!.stats()), () => stack.releaseIdleBuffers(), log);
 
   let finish!: (code: number) => void;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkSlirpCidr, parseSlirp4netnsArgs, resolveOutbound, toRunPlan, upstreamsFromEnv, usageText, versionText, type Slirp4netnsOptions } from './slirp4netns.js';
+import { busyPollFromEnv, checkSlirpCidr, parseSlirp4netnsArgs, resolveOutbound, toRunPlan, upstreamsFromEnv, usageText, versionText, type Slirp4netnsOptions } from './slirp4netns.js';
 
 function run(argv: string[]): Slirp4netnsOptions {
   const r = parseSlirp4netnsArgs(argv);
@@ -145,5 +145,13 @@ describe('slirp4netns command line', () => {
     expect(plan.resolvConf).toBe('/tmp/r.conf');
     expect(plan.logLevel).toBe('debug');
     expect(plan.stack.dnsUpstreams).toBeNull();
+  });
+
+  it('busy polling: 100 µs unless SLIPWAY_BUSY_POLL_US says otherwise; bad values are named', () => {
+    expect(toRunPlan(run(['1']), {}, fakeIfs).busyPollUs).toBe(100);
+    expect(toRunPlan(run(['1']), { SLIPWAY_BUSY_POLL_US: '0' }, fakeIfs).busyPollUs).toBe(0);
+    expect(busyPollFromEnv({ SLIPWAY_BUSY_POLL_US: '250' })).toBe(250);
+    expect(() => busyPollFromEnv({ SLIPWAY_BUSY_POLL_US: 'fast' })).toThrow(/SLIPWAY_BUSY_POLL_US must be a whole number of µs from 0 to 10000 \(got fast\)/);
+    expect(() => busyPollFromEnv({ SLIPWAY_BUSY_POLL_US: '20000' })).toThrow(/SLIPWAY_BUSY_POLL_US/);
   });
 });

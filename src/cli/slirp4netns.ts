@@ -24,7 +24,7 @@ import { networkInterfaces } from 'node:os';
 import ipaddr from 'ipaddr.js';
 import { DEFAULT_GATEWAY_MAC, planIpv4, planIpv6 } from '../config.js';
 import { LOG_LEVELS } from '../log.js';
-import { parseUpstream, type RunPlan } from './options.js';
+import { DEFAULT_BUSY_POLL_US, MAX_BUSY_POLL_US, parseUpstream, type RunPlan } from './options.js';
 import { checkConfinement, launcherState } from './sandbox.js';
 import { packageRootUrl, packageVersion } from '../pkg.js';
 
@@ -432,7 +432,16 @@ export function toRunPlan(o: Slirp4netnsOptions, env: NodeJS.ProcessEnv = proces
     outboundAddress: o.outboundAddr !== undefined ? resolveOutbound(o.outboundAddr, 4, list) : undefined,
     outboundAddress6: o.outboundAddr6 !== undefined ? resolveOutbound(o.outboundAddr6, 6, list) : undefined,
     offload: process.env.SLIPWAY_OFFLOAD !== '0',
+    busyPollUs: busyPollFromEnv(env),
   };
+}
+
+/** SLIPWAY_BUSY_POLL_US: the serve loop's busy-poll ceiling (slipway's --busy-poll). */
+export function busyPollFromEnv(env: NodeJS.ProcessEnv): number {
+  const v = env['SLIPWAY_BUSY_POLL_US'];
+  if (v === undefined || v === '') return DEFAULT_BUSY_POLL_US;
+  if (!/^\d+$/.test(v) || Number(v) > MAX_BUSY_POLL_US) throw new Error(`SLIPWAY_BUSY_POLL_US must be a whole number of µs from 0 to ${MAX_BUSY_POLL_US} (got ${v})`);
+  return Number(v);
 }
 
 /** The git commit slipway was built from, when the package is a checkout; else "unknown". */

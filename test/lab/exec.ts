@@ -128,6 +128,30 @@ export function captureText(stream: NodeJS.ReadableStream | null | undefined, li
   return { text: () => s };
 }
 
+/** The stack's whole process tree (slipway: node + slipway-agent). */
+export function processTree(pid: number): number[] {
+  return [pid, ...descendants(pid)];
+}
+
+/** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on Linux). */
+export const CLK_TCK = 100;
+
+/** utime+stime (seconds) of each pid, summed. Exited processes simply stop counting. */
+export function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const p of pids) {
+    try {
+      const s = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      // fields after "pid (comm) ": state(3) ... utime(14) stime(15) → indexes 11, 12 here.
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      /* gone */
+    }
+  }
+  return ticks / CLK_TCK;
+}
+
 /** Child pids (transitively) of a pid, read from /proc. */
 export function descendants(pid: number): number[] {
   const r = runSync(['ps', '-e', '-o', 'pid=,ppid=']);
