@@ -6,7 +6,7 @@ import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSyn
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Container, Lab, NET, REPO, Stack, UNPRIV_UID, type StackAddresses, type StackKind } from '../test/lab/lab.js';
-import { CLK_TCK, cpuSeconds, processTree, run, runOk, sleep, waitFor, type RunResult } from '../test/lab/exec.js';
+import { cpuSeconds, processTree, run, runOk, sleep, statCpuSeconds, waitFor, type RunResult } from '../test/lab/exec.js';
 import { apiCall } from '../test/lab/api.js';
 
 export const BENCH_PORTS = {
@@ -27,7 +27,6 @@ export const BENCH_PORTS = {
 // processTree and cpuSeconds live with the lab (the e2e tests read CPU time too).
 export { cpuSeconds, processTree };
 
-
 /** The machine's CPU time so far, and how much of it the hypervisor stole (/proc/stat, ticks). */
 export function cpuSteal(): { total: number; steal: number } {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
@@ -47,8 +46,7 @@ export function threadCpuSeconds(pid: number): Map<string, number> {
     try {
       const s = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
       const comm = Number(t) === pid ? 'main' : s.slice(s.indexOf('(') + 1, s.lastIndexOf(')')).replace(/[0-9]+$/, '');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      out.set(comm, (out.get(comm) ?? 0) + (Number(f[11]) + Number(f[12])) / CLK_TCK);
+      out.set(comm, (out.get(comm) ?? 0) + statCpuSeconds(s));
     } catch {
       /* gone */
     }

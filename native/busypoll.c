@@ -31,8 +31,8 @@
 
 static struct {
   uv_idle_t idle;
-  uv_loop_t *loop;          /* the loop setBusyPoll was called on; events of other loops are ignored */
-  bool inited, spinning;
+  uv_loop_t *loop;          /* where setBusyPoll set `idle` up (NULL: not yet); other loops are ignored */
+  bool spinning;
   uint64_t max_ns, window_ns;
   uint64_t idle_since;      /* end of the last event's handling (uv_hrtime), 0 = none yet */
   double hits, grows, shrinks, polls;
@@ -82,13 +82,12 @@ static napi_value js_set_busy_poll(napi_env env, napi_callback_info info) {
   if (argc < 1 || !sw_get_int(env, argv[0], "maxUs", 0, 1000000, &us)) return NULL;
   uv_loop_t *loop;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
-  if (bp.inited && loop != bp.loop) { sw_throw_type(env, "setBusyPoll: already set up on another thread's loop"); return NULL; }
-  if (!bp.inited) {
+  if (bp.loop != NULL && loop != bp.loop) { sw_throw_type(env, "setBusyPoll: already set up on another thread's loop"); return NULL; }
+  if (bp.loop == NULL) {
     int rc = uv_idle_init(loop, &bp.idle);
     if (rc != 0) { sw_throw_errno(env, "uv_idle_init", -rc); return NULL; }
     uv_unref((uv_handle_t *)&bp.idle);
     bp.loop = loop;
-    bp.inited = true;
   }
   bp.max_ns = (uint64_t)us * 1000;
   bp.window_ns = bp.max_ns; /* start polling at once; sparse traffic shrinks it */

@@ -1,23 +1,18 @@
 // Scenario: the loop's busy polling (native/busypoll.c, --busy-poll). In request/response exchanges
 // with the lab's echo server (a Node client in the container), many of the next events come
-// within the default 100 µs window and are caught while polling (`busyPoll.hits` in get_stats); once traffic stops, the loop
-// stops polling and goes back to sleep (the stack's CPU time over 2 idle seconds stays near zero;
+// within the default 100 µs window and are caught while polling (`busyPoll.hits` in get_stats);
+// once traffic stops, the loop stops polling and goes back to sleep (the stack's CPU time over 2 idle seconds stays near zero;
 // a stack that kept polling would burn ~2 s). A server that answers every 4th request 15 ms late
 // makes the window shrink. With --busy-poll 0 the same exchanges pass and nothing polls.
 // slipway-specific (the counters and the flag).
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { NET, PORTS, type Container } from '../lab/lab.js';
-import { skipReason, slipwayOnly, titled, useLab, useStack } from '../lab/scenario.js';
+import { NET, PORTS } from '../lab/lab.js';
+import { skipReason, slipwayOnly, tcpEcho, titled, useLab, useStack } from '../lab/scenario.js';
 import { getStats } from '../lab/api.js';
 import { cpuSeconds, processTree, sleep } from '../lab/exec.js';
 
 const reason = skipReason() ?? slipwayOnly();
-
-async function echo(ctr: Container, port: number, count: number): Promise<{ exchanges: number; mismatches: number }> {
-  const r = await ctr.node('tcp-client.ts', ['echo', NET.server, String(port), String(count)], { timeoutMs: 60_000 });
-  return JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { exchanges: number; mismatches: number };
-}
 
 for (const busyPoll of [undefined, 0] as const) {
   const title = busyPoll === undefined ? 'busy polling at its default' : 'busy polling off (--busy-poll 0)';
@@ -30,7 +25,7 @@ for (const busyPoll of [undefined, 0] as const) {
     });
 
     it('echoes 2,000 messages intact; the events are caught while polling only when it is on', async () => {
-      const res = await echo(ctr(), PORTS.echo, 2000);
+      const res = await tcpEcho(ctr(), NET.server, PORTS.echo, 2000);
       expect(res.mismatches, stack().describe()).toBe(0);
       expect(res.exchanges).toBe(2000);
       const bp = (await getStats(api)).busyPoll;
@@ -59,7 +54,7 @@ for (const busyPoll of [undefined, 0] as const) {
     if (busyPoll === undefined) {
       it('shrinks the window when replies come later than it (a server answering every 4th request 15 ms late)', async () => {
         const shrinksBefore = (await getStats(api)).busyPoll.shrinks;
-        const res = await echo(ctr(), PORTS.slowEcho, 40);
+        const res = await tcpEcho(ctr(), NET.server, PORTS.slowEcho, 40);
         expect(res.mismatches).toBe(0);
         expect((await getStats(api)).busyPoll.shrinks).toBeGreaterThan(shrinksBefore);
       });

@@ -10,27 +10,10 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NET, PORTS, type Container } from '../lab/lab.js';
-import { skipReason, slipwayOnly, titled, useLab, useStack } from '../lab/scenario.js';
+import { skipReason, slipwayOnly, tcpEcho as echo, titled, useLab, useStack } from '../lab/scenario.js';
 import { getStats } from '../lab/api.js';
 
 const reason = skipReason() ?? slipwayOnly();
-
-interface EchoResult {
-  exchanges: number;
-  bytes: number;
-  mismatches: number;
-  meanUs: number;
-}
-
-async function echo(ctr: Container, host: string, port: number, count: number): Promise<EchoResult> {
-  const r = await ctr.node('tcp-client.ts', ['echo', host, String(port), String(count)], { timeoutMs: 60_000 });
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as EchoResult;
-  } catch {
-    throw new Error(`tcp-client gave no result.\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  }
-}
 
 /** The container's own TCP retransmission count (RetransSegs of its netns' /proc/net/snmp). */
 async function guestRetransmits(ctr: Container): Promise<number> {

@@ -134,22 +134,26 @@ export function processTree(pid: number): number[] {
 }
 
 /** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on Linux). */
-export const CLK_TCK = 100;
+const CLK_TCK = 100;
+
+/** utime+stime (seconds) in the text of a /proc/PID/stat or /proc/PID/task/TID/stat file. */
+export function statCpuSeconds(stat: string): number {
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields after "pid (comm) ": state(3) ... utime(14) stime(15) → indexes 11, 12 here.
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
 
 /** utime+stime (seconds) of each pid, summed. Exited processes simply stop counting. */
 export function cpuSeconds(pids: number[]): number {
-  let ticks = 0;
+  let seconds = 0;
   for (const p of pids) {
     try {
-      const s = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      // fields after "pid (comm) ": state(3) ... utime(14) stime(15) → indexes 11, 12 here.
-      ticks += Number(f[11]) + Number(f[12]);
+      seconds += statCpuSeconds(readFileSync(`/proc/${p}/stat`, 'utf8'));
     } catch {
       /* gone */
     }
   }
-  return ticks / CLK_TCK;
+  return seconds;
 }
 
 /** Child pids (transitively) of a pid, read from /proc. */

@@ -71,3 +71,22 @@ export function useStack(
     },
   };
 }
+
+/** What tcp-client.ts's `echo` mode reports: messages of 1 to 40,000 bytes, each compared. */
+export interface EchoResult {
+  exchanges: number;
+  bytes: number;
+  mismatches: number;
+  meanUs: number;
+}
+
+/** Run tcp-client.ts `echo` in the container against host:port, `count` exchanges on one connection. */
+export async function tcpEcho(ctr: Container, host: string, port: number, count: number): Promise<EchoResult> {
+  const r = await ctr.node('tcp-client.ts', ['echo', host, String(port), String(count)], { timeoutMs: 60_000 });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line) as EchoResult;
+  } catch {
+    throw new Error(`tcp-client gave no result.\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  }
+}
