@@ -156,6 +156,10 @@ napi_value sw_init_busy_poll(napi_env env, napi_value exports);
 /* busypoll.c: around each uv_poll event's handling (handle.c), for the adaptive busy-poll window. */
 void sw_busy_poll_begin(uv_loop_t *loop);
 void sw_busy_poll_end(uv_loop_t *loop);
+/* Bytes read from the tap and from host sockets (tap.c, sockio.c, express.c): an event whose
+ * handling read SW_BUSY_POLL_BULK or more was bulk transfer, and busypoll.c does not poll after it. */
+extern uint64_t sw_busy_poll_bytes;
+#define SW_BUSY_POLL_BULK (16 * 1024)
 
 #define NAPI_OK(env, call)                                                                      \
   do {                                                                                          \

@@ -20,6 +20,11 @@
  * So an idle or trickling stack polls at most one window after its last event and soon not at
  * all, and a steady exchange whose replies come within `max` polls between them.
  *
+ * Bulk transfer does not poll: an event whose handling read SW_BUSY_POLL_BULK bytes or more (from
+ * the tap or from host sockets) stops the poll instead of starting one.  Polling shortens the
+ * wait for a reply someone is waiting on; behind a bulk read a queue is building anyway, and a
+ * poll would only spend CPU (measured on the upload: see bench/PROFILE.md).
+ *
  * Mechanism: an unreferenced uv_idle handle (an active idle handle makes libuv poll without
  * blocking; unreferenced, it does not keep the process alive).  Every uv_poll-backed handle's
  * event (handle.c: tap, host sockets, UDP, agent channel...) calls sw_busy_poll_begin/end; the
@@ -35,7 +40,8 @@ static struct {
   bool spinning;
   uint64_t max_ns, window_ns;
   uint64_t idle_since;      /* end of the last event's handling (uv_hrtime), 0 = none yet */
-  double hits, grows, shrinks, polls;
+  uint64_t bytes_before;    /* sw_busy_poll_bytes when this event's handling began */
+  double hits, grows, shrinks, polls, bulk;
 } bp;
 
 static void bp_on_idle(uv_idle_t *i) {
@@ -61,14 +67,25 @@ static void bp_adjust(uint64_t wait) {
   }
 }
 
+uint64_t sw_busy_poll_bytes;
+
 void sw_busy_poll_begin(uv_loop_t *loop) {
-  if (bp.max_ns == 0 || loop != bp.loop || bp.idle_since == 0) return;
-  bp_adjust(uv_hrtime() - bp.idle_since);
+  if (bp.max_ns == 0 || loop != bp.loop) return;
+  bp.bytes_before = sw_busy_poll_bytes;
+  if (bp.idle_since != 0) bp_adjust(uv_hrtime() - bp.idle_since);
 }
 
 void sw_busy_poll_end(uv_loop_t *loop) {
   if (bp.max_ns == 0 || loop != bp.loop) return;
   bp.idle_since = uv_hrtime();
+  if (sw_busy_poll_bytes - bp.bytes_before >= SW_BUSY_POLL_BULK) {
+    bp.bulk++;
+    if (bp.spinning) {
+      uv_idle_stop(&bp.idle);
+      bp.spinning = false;
+    }
+    return;
+  }
   if (bp.window_ns == 0 || bp.spinning) return;
   if (uv_idle_start(&bp.idle, bp_on_idle) == 0) bp.spinning = true;
 }
@@ -99,7 +116,7 @@ static napi_value js_set_busy_poll(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* busyPollStats() -> { maxUs, windowUs, polling, hits, grows, shrinks, polls } */
+/* busyPollStats() -> { maxUs, windowUs, polling, hits, grows, shrinks, polls, bulk } */
 static napi_value js_busy_poll_stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value o, b;
@@ -112,6 +129,7 @@ static napi_value js_busy_poll_stats(napi_env env, napi_callback_info info) {
   sw_set_num(env, o, "grows", bp.grows);
   sw_set_num(env, o, "shrinks", bp.shrinks);
   sw_set_num(env, o, "polls", bp.polls);
+  sw_set_num(env, o, "bulk", bp.bulk);
   return o;
 }
 

@@ -370,6 +370,7 @@ int sw_xflow_tx(sw_xflow *xf, int events) {
     xf->txcap = c;
   }
   memcpy(xf->txbuf, rbuf, (size_t)n);
+  sw_busy_poll_bytes += (uint64_t)n;
   uint8_t h[HDR6_LEN];
   size_t hl = xf->hdr_len;
   memcpy(h, xf->hdr, hl);

@@ -51,6 +51,7 @@ static void tap_on_poll(sw_handle *h, int status, int events) {
       if (r > 0) {
         t->rx_frames++;
         t->rx_bytes += (double)r;
+        sw_busy_poll_bytes += (uint64_t)r;
         /* taken by the express lane: the slot is read into again */
         if (t->x && sw_xtap_rx(t->x, t->ring.data + n * t->ring.slot_size, (size_t)r, t->vnet_len ? t->vnet + n * t->vnet_len : NULL)) continue;
         t->ring.lengths[n++] = (int32_t)r;

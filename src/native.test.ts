@@ -427,6 +427,36 @@ describe('setBusyPoll / busyPollStats', () => {
       closeFd(b);
     }
   });
+  it('does not poll after a bulk event (a read of 16 KiB or more), and stops a poll already running', async () => {
+    const [dev, peer] = socketpair();
+    let done = (): void => {};
+    const tap = new Tap(dev, 32 * 1024, 2, () => done());
+    const peerCh = new AgentChannel(peer, () => {}, () => {});
+    const frame = (bytes: number): Promise<void> => new Promise<void>((res) => {
+      done = res;
+      peerCh.send(Buffer.alloc(bytes, 1));
+    });
+    const afterCallback = (): Promise<void> => new Promise((r) => setImmediate(r));
+    try {
+      setBusyPoll(10_000);
+      const s0 = busyPollStats();
+      await frame(100);
+      await afterCallback();
+      expect(busyPollStats().polling).toBe(true); // a small frame: polling
+      await frame(20 * 1024);
+      await afterCallback();
+      expect(busyPollStats().polling).toBe(false); // a bulk frame: the poll stopped, asleep
+      expect(busyPollStats().bulk - s0.bulk).toBe(1);
+      await frame(16 * 1024 - 1);
+      await afterCallback();
+      expect(busyPollStats().polling).toBe(true); // just under the threshold: polling again
+      expect(busyPollStats().bulk - s0.bulk).toBe(1);
+    } finally {
+      setBusyPoll(0);
+      tap.close();
+      peerCh.close();
+    }
+  });
   it('names bad input', () => {
     expect(() => setBusyPoll(-1)).toThrow(/maxUs/);
     expect(() => setBusyPoll(2_000_000)).toThrow(/maxUs/);

@@ -360,6 +360,8 @@ export interface BusyPollStats {
   grows: number;
   shrinks: number;
   polls: number;
+  /** Events that read 16 KiB or more (bulk transfer): no poll after them. */
+  bulk: number;
 }
 /**
  * After each event, keep the loop polling (no sleep) for an adaptive window of at most `maxUs` µs
