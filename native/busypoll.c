@@ -44,12 +44,15 @@ static struct {
   double hits, grows, shrinks, polls, bulk;
 } bp;
 
+static void bp_stop(void) {
+  uv_idle_stop(&bp.idle);
+  bp.spinning = false;
+}
+
 static void bp_on_idle(uv_idle_t *i) {
+  (void)i;
   bp.polls++;
-  if (uv_hrtime() - bp.idle_since > bp.window_ns) {
-    uv_idle_stop(i);
-    bp.spinning = false;
-  }
+  if (uv_hrtime() - bp.idle_since > bp.window_ns) bp_stop();
 }
 
 static void bp_adjust(uint64_t wait) {
@@ -80,10 +83,7 @@ void sw_busy_poll_end(uv_loop_t *loop) {
   bp.idle_since = uv_hrtime();
   if (sw_busy_poll_bytes - bp.bytes_before >= SW_BUSY_POLL_BULK) {
     bp.bulk++;
-    if (bp.spinning) {
-      uv_idle_stop(&bp.idle);
-      bp.spinning = false;
-    }
+    if (bp.spinning) bp_stop();
     return;
   }
   if (bp.window_ns == 0 || bp.spinning) return;
@@ -109,10 +109,7 @@ static napi_value js_set_busy_poll(napi_env env, napi_callback_info info) {
   bp.max_ns = (uint64_t)us * 1000;
   bp.window_ns = bp.max_ns; /* start polling at once; sparse traffic shrinks it */
   bp.idle_since = 0;
-  if (bp.spinning && us == 0) {
-    uv_idle_stop(&bp.idle);
-    bp.spinning = false;
-  }
+  if (bp.spinning && us == 0) bp_stop();
   return NULL;
 }
 

@@ -264,10 +264,10 @@ static void hs_do_read(hostsock_t *s, int events) {
       hs_call_read(s, 0, 1);
       return;
     }
+    sw_busy_poll_bytes += (uint64_t)n;
     /* The poll saw the peer's FIN (EPOLLRDHUP: the kernel takes a FIN only in sequence, after all
      * the data before it) and this read left the queue empty (it did not fill the buffer): this
      * was the last data, so report the EOF with it, without a read that would only return 0. */
-    sw_busy_poll_bytes += (uint64_t)n;
     bool last = (size_t)n < cap && (events & UV_DISCONNECT);
     if (last) { s->eof = true; hs_update(s); }
     if (!hs_call_read(s, (size_t)n, last ? 1 : 0)) return;
