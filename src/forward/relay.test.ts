@@ -77,10 +77,11 @@ describe('SpliceRelay', () => {
     expect(await bErr).toBe('ECONNRESET');
   });
 
-  it('moves 64 MiB intact', async () => {
+  it('moves 64 MiB intact through its default 256 KiB pipes', async () => {
     const a = await pair();
     const b = await pair();
-    new SpliceRelay(a.fd, b.fd, () => {});
+    const r = new SpliceRelay(a.fd, b.fd, () => {});
+    expect(r.stats().pipeSize).toBe(256 << 10);
     const h = createHash('sha256');
     const got = createHash('sha256');
     let n = 0;
