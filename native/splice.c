@@ -36,8 +36,8 @@
 #include <unistd.h>
 
 #define RELAY_MAX_ROUNDS 64
-/* 256 KiB per direction: in alternated A/B rounds (2026-12-07, iperf3 through a forward, 12 rounds
- * in two runs) it beat 1 MiB in 20 of 24 paired rounds (+7-8 % in, +3-4 % out) at ~0.3 s of relay
+/* 256 KiB per direction: in alternated A/B rounds (2026-12-07, iperf3 through a forward, 19 rounds
+ * in three runs) it beat 1 MiB in 29 of 38 paired rounds (+2-8 % by run) at ~0.3 s of relay
  * CPU per GB instead of ~0.2 (why was not measured: presumably smaller bursts keep both TCP
  * connections streaming).  It is also a quarter of the per-user pipe accounting per busy relay. */
 #define DEFAULT_PIPE_SIZE (1 << 18)
