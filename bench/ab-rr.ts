@@ -10,7 +10,8 @@
 // and the stack's voluntary context switches (sleeps); rows `down`/`up` are iperf3 to the world
 // (Gbit/s, stack CPU s/GB, frames to the guest per MB), `down_loop`/`up_loop` the same to the host's
 // loopback iperf3 server through the gateway address; `fwd_in`/`fwd_out` are iperf3 through
-// the inbound forward (-p 127.0.0.1:PORT → an iperf3 server in the container) and its reverse.
+// the inbound forward (-p 127.0.0.1:PORT → an iperf3 server in the container) and its reverse;
+// `udp_up`/`udp_down` are bench:compare's UDP rows (Mbit/s received, stack CPU s/GB, loss %, sleeps per MB).
 //
 //   npx tsx bench/ab-rr.ts --build A=/path/to/checkout --build B=/other/checkout[@ENV=VALUE...] \
 //     [--build C=DIR@NODE_ARGS='--flag --other'] (node flags for that build only; most V8 flags make
@@ -30,7 +31,10 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Container, Lab, NET, PORTS, Stack, type StackKind } from '../test/lab/lab.js';
-import { BENCH_PORTS, benchContainer, buildRr, launch, containerIperfServer, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, cpuSteal, processTree, startBenchServers, threadCpuSeconds } from './harness.js';
+import {
+  BENCH_PORTS, benchContainer, buildRr, launch, containerIperfServer, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, parseUdpIperf, cpuSteal, processTree,
+  startBenchServers, threadCpuSeconds, udpIperfArgv,
+} from './harness.js';
 import { sleep } from '../test/lab/exec.js';
 
 const { values: args } = parseArgs({
@@ -106,7 +110,7 @@ async function tapPackets(c: Container): Promise<{ rx: number; tx: number }> {
 }
 
 async function main(): Promise<void> {
-  const lab = await Lab.create('abrr', { iperf: ROWS.some((r) => r === 'down' || r === 'up' || r.startsWith('fwd')) });
+  const lab = await Lab.create('abrr', { iperf: ROWS.some((r) => r === 'down' || r === 'up' || r.startsWith('fwd') || r.startsWith('udp')) });
   const results = new Map<string, Record<string, number[]>>();
   try {
     const rrBin = await buildRr(lab);
@@ -175,6 +179,24 @@ async function main(): Promise<void> {
           }
           if (row === 'fwd_in' || row === 'fwd_out') {
             await iperfRow(row, () => lab.hostExec(iperfArgv('127.0.0.1', BENCH_PORTS.forwardHost, SECONDS, row === 'fwd_out'), { timeoutMs: (SECONDS + 30) * 1000 }));
+            continue;
+          }
+          if (row === 'udp_up' || row === 'udp_down') {
+            // bench:compare's UDP rows: unthrottled 1400-byte datagrams to / from the world server.
+            const w0 = wakeups(stack.pid);
+            const c0 = cpuSeconds(tree);
+            const out = await container.exec(udpIperfArgv(NET.server, PORTS.iperf, SECONDS, row === 'udp_down'), { timeoutMs: (SECONDS + 40) * 1000 });
+            const c1 = cpuSeconds(tree);
+            const w1 = wakeups(stack.pid);
+            const u = parseUdpIperf(out.stdout);
+            if (!u.bytes) {
+              process.stderr.write(`${b.name} ${row}: ${u.error ?? 'nothing received'}\n`);
+              continue;
+            }
+            add(`${row}_mbps`, u.mbps!);
+            add(`${row}_cpu_s_per_GB`, (c1 - c0) / (u.bytes / 1e9));
+            add(`${row}_lost_pct`, u.lostPercent ?? NaN);
+            add(`${row}_sleeps_per_MB`, (w1 - w0) / (u.bytes / 1e6));
             continue;
           }
           if (row === 'down' || row === 'up' || row === 'down_loop' || row === 'up_loop') {

@@ -32,7 +32,7 @@ import { Lab, labSupport, missingTools, NET, PORTS, REPO, stackBinaryMissing, ty
 import { run, sleep } from '../test/lab/exec.js';
 import {
   BENCH_PORTS, buildRr, containerIperfServer, cpuSteal, endSession, launch, loadRow, median, memoryMB, processTree, readyTimes,
-  startBenchServers, type LoadRow, type Session,
+  startBenchServers, parseUdpIperf, udpIperfArgv, type LoadRow, type Session,
 } from './harness.js';
 import { renderChart } from './chart.js';
 import { fmtValue, METRICS, targetText, type CompareResult, type MetricValue, type MtuRun, type StackRun } from './metrics.js';
@@ -283,7 +283,7 @@ async function benchRound(lab: Lab, kind: StackKind, mtu: number, rrBin: string)
       }
       log(`  ${kind} MTU ${mtu}: ${id}`);
       const r = await s.container.exec(
-        ['iperf3', '-c', NET.server, '-p', String(PORTS.iperf), '-u', '-b', '0', '-l', '1400', '-t', String(SECONDS), '-J', '--connect-timeout', '5000', ...(reverse ? ['-R'] : [])],
+        udpIperfArgv(NET.server, PORTS.iperf, SECONDS, reverse),
         { timeoutMs: (SECONDS + 40) * 1000 },
       );
       const u = parseUdpIperf(r.stdout);
@@ -526,15 +526,3 @@ main().then(
   },
 );
 
-/** iperf3 -u -J: received Mbit/s and loss. */
-function parseUdpIperf(text: string): { mbps?: number; lostPercent?: number; error?: string } {
-  try {
-    const j = JSON.parse(text) as { error?: string; end?: { sum_received?: { bits_per_second: number }; sum?: { lost_percent?: number } } };
-    if (j.error) return { error: j.error };
-    const recv = j.end?.sum_received;
-    if (!recv) return { error: 'no sum_received in iperf3 output' };
-    return { mbps: recv.bits_per_second / 1e6, lostPercent: j.end?.sum?.lost_percent };
-  } catch {
-    return { error: `unparseable iperf3 output: ${text.trim().slice(0, 200)}` };
-  }
-}

@@ -349,6 +349,24 @@ export function iperfArgv(host: string, port: number, seconds: number, reverse: 
   return ['iperf3', '-c', host, '-p', String(port), '-t', String(seconds), '-J', '--connect-timeout', '5000', ...(reverse ? ['-R'] : [])];
 }
 
+/** Unthrottled UDP iperf3 (-b 0) with `len`-byte datagrams: what bench:compare's UDP rows and ab-rr's run. */
+export function udpIperfArgv(host: string, port: number, seconds: number, reverse: boolean, len = 1400): string[] {
+  return ['iperf3', '-c', host, '-p', String(port), '-u', '-b', '0', '-l', String(len), '-t', String(seconds), '-J', '--connect-timeout', '5000', ...(reverse ? ['-R'] : [])];
+}
+
+/** A UDP iperf3 run: what arrived at the receiver (sum_received) and the loss iperf3 counted. */
+export function parseUdpIperf(text: string): { mbps?: number; bytes?: number; lostPercent?: number; error?: string } {
+  try {
+    const j = JSON.parse(text) as { error?: string; end?: { sum_received?: { bits_per_second: number; bytes: number }; sum?: { lost_percent?: number } } };
+    if (j.error) return { error: j.error };
+    const recv = j.end?.sum_received;
+    if (!recv) return { error: 'no sum_received in iperf3 output' };
+    return { mbps: recv.bits_per_second / 1e6, bytes: recv.bytes, lostPercent: j.end?.sum?.lost_percent };
+  } catch {
+    return { error: `unparseable iperf3 output: ${text.trim().slice(0, 200)}` };
+  }
+}
+
 export interface LoadRow extends IperfResult {
   cpuSeconds?: number;
   cpuPerGB?: number;
