@@ -327,6 +327,8 @@ export interface IperfResult {
   bytes?: number;
   /** Sender-side retransmits reported by iperf3 (the sender's TCP). */
   senderRetransmits?: number;
+  /** UDP (-u): datagrams lost, % (iperf3's end.sum.lost_percent). */
+  lostPercent?: number;
   error?: string;
 }
 
@@ -334,12 +336,12 @@ export function parseIperf(text: string): IperfResult {
   try {
     const j = JSON.parse(text) as {
       error?: string;
-      end?: { sum_received?: { bits_per_second: number; bytes: number }; sum_sent?: { retransmits?: number } };
+      end?: { sum_received?: { bits_per_second: number; bytes: number }; sum_sent?: { retransmits?: number }; sum?: { lost_percent?: number } };
     };
     if (j.error) return { error: j.error };
     const recv = j.end?.sum_received;
     if (!recv) return { error: 'no sum_received in iperf3 output' };
-    return { gbps: recv.bits_per_second / 1e9, bytes: recv.bytes, senderRetransmits: j.end?.sum_sent?.retransmits };
+    return { gbps: recv.bits_per_second / 1e9, bytes: recv.bytes, senderRetransmits: j.end?.sum_sent?.retransmits, lostPercent: j.end?.sum?.lost_percent };
   } catch {
     return { error: `unparseable iperf3 output: ${text.trim().slice(0, 200)}` };
   }
@@ -351,20 +353,13 @@ export function iperfArgv(host: string, port: number, seconds: number, reverse: 
 
 /** Unthrottled UDP iperf3 (-b 0) with `len`-byte datagrams: what bench:compare's UDP rows and ab-rr's run. */
 export function udpIperfArgv(host: string, port: number, seconds: number, reverse: boolean, len = 1400): string[] {
-  return ['iperf3', '-c', host, '-p', String(port), '-u', '-b', '0', '-l', String(len), '-t', String(seconds), '-J', '--connect-timeout', '5000', ...(reverse ? ['-R'] : [])];
+  return [...iperfArgv(host, port, seconds, reverse), '-u', '-b', '0', '-l', String(len)];
 }
 
-/** A UDP iperf3 run: what arrived at the receiver (sum_received) and the loss iperf3 counted. */
+/** A UDP iperf3 run (parseIperf's reading): what arrived at the receiver, in Mbit/s, and the loss iperf3 counted. */
 export function parseUdpIperf(text: string): { mbps?: number; bytes?: number; lostPercent?: number; error?: string } {
-  try {
-    const j = JSON.parse(text) as { error?: string; end?: { sum_received?: { bits_per_second: number; bytes: number }; sum?: { lost_percent?: number } } };
-    if (j.error) return { error: j.error };
-    const recv = j.end?.sum_received;
-    if (!recv) return { error: 'no sum_received in iperf3 output' };
-    return { mbps: recv.bits_per_second / 1e6, bytes: recv.bytes, lostPercent: j.end?.sum?.lost_percent };
-  } catch {
-    return { error: `unparseable iperf3 output: ${text.trim().slice(0, 200)}` };
-  }
+  const r = parseIperf(text);
+  return r.error !== undefined ? { error: r.error } : { mbps: r.gbps! * 1000, bytes: r.bytes, lostPercent: r.lostPercent };
 }
 
 export interface LoadRow extends IperfResult {
