@@ -32,7 +32,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Container, Lab, NET, PORTS, Stack, type StackKind } from '../test/lab/lab.js';
 import {
-  BENCH_PORTS, benchContainer, buildRr, launch, containerIperfServer, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, parseUdpIperf, cpuSteal, processTree,
+  BENCH_PORTS, benchContainer, buildRr, launch, containerIperfServer, cpuSeconds, iperfArgv, median, memoryMB, parseIperf, cpuSteal, processTree,
   startBenchServers, threadCpuSeconds, udpIperfArgv,
 } from './harness.js';
 import { sleep } from '../test/lab/exec.js';
@@ -158,17 +158,20 @@ async function main(): Promise<void> {
         const nodePid = tree.reduce((best, p) => (taskCount(p) > taskCount(best) ? p : best), stack.pid);
         const steal0 = cpuSteal();
         /** One iperf3 run: its Gbit/s and the stack's CPU s/GB recorded; the bytes moved, or undefined (reported). */
-        const iperfRow = async (row: string, run: () => Promise<{ stdout: string }>): Promise<number | undefined> => {
+        // One iperf3 run: the receiver's rate (Gbit/s; UDP rows Mbit/s and loss %) and the stack's CPU per GB.
+        const iperfRow = async (row: string, run: () => Promise<{ stdout: string }>, udp = false): Promise<number | undefined> => {
           const c0 = cpuSeconds(tree);
           const out = await run();
           const c1 = cpuSeconds(tree);
           const ip = parseIperf(out.stdout);
           if (!ip.bytes) {
-            process.stderr.write(`${b.name} ${row}: ${ip.error}\n`);
+            process.stderr.write(`${b.name} ${row}: ${ip.error ?? 'nothing received'}\n`);
             return undefined;
           }
-          add(`${row}_gbps`, ip.gbps!);
+          if (udp) add(`${row}_mbps`, ip.gbps! * 1000);
+          else add(`${row}_gbps`, ip.gbps!);
           add(`${row}_cpu_s_per_GB`, (c1 - c0) / (ip.bytes / 1e9));
+          if (udp) add(`${row}_lost_pct`, ip.lostPercent ?? NaN);
           return ip.bytes;
         };
         const stopIperf = FWD ? await containerIperfServer(container) : undefined;
@@ -184,19 +187,9 @@ async function main(): Promise<void> {
           if (row === 'udp_up' || row === 'udp_down') {
             // bench:compare's UDP rows: unthrottled 1400-byte datagrams to / from the world server.
             const w0 = wakeups(stack.pid);
-            const c0 = cpuSeconds(tree);
-            const out = await container.exec(udpIperfArgv(NET.server, PORTS.iperf, SECONDS, row === 'udp_down'), { timeoutMs: (SECONDS + 40) * 1000 });
-            const c1 = cpuSeconds(tree);
+            const bytes = await iperfRow(row, () => container.exec(udpIperfArgv(NET.server, PORTS.iperf, SECONDS, row === 'udp_down'), { timeoutMs: (SECONDS + 40) * 1000 }), true);
             const w1 = wakeups(stack.pid);
-            const u = parseUdpIperf(out.stdout);
-            if (!u.bytes) {
-              process.stderr.write(`${b.name} ${row}: ${u.error ?? 'nothing received'}\n`);
-              continue;
-            }
-            add(`${row}_mbps`, u.mbps!);
-            add(`${row}_cpu_s_per_GB`, (c1 - c0) / (u.bytes / 1e9));
-            add(`${row}_lost_pct`, u.lostPercent ?? NaN);
-            add(`${row}_sleeps_per_MB`, (w1 - w0) / (u.bytes / 1e6));
+            if (bytes !== undefined) add(`${row}_sleeps_per_MB`, (w1 - w0) / (bytes / 1e6));
             continue;
           }
           if (row === 'down' || row === 'up' || row === 'down_loop' || row === 'up_loop') {
