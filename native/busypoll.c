@@ -24,9 +24,11 @@
  * the tap or from host sockets) stops the poll instead of starting one.  Polling shortens the
  * wait for a reply someone is waiting on; behind a bulk read a queue is building anyway, and a
  * poll would only spend CPU (measured on the upload: see bench/PROFILE.md).  UDP sockets'
- * recvmmsg batches (udp.c, splice.c) are not counted: feeding them in, or stopping once 64 KiB
- * were read since the last sleep, made no difference ab-rr could see on the UDP rows (PROFILE.md,
- * 2026-12-07 20:29-20:37 UTC), while polling off saved that row's CPU but not its throughput.
+ * recvmmsg batches (udp.c, splice.c) are not counted: feeding them in, stopping once 64 KiB
+ * were read since the last sleep, or not polling for 1 ms after a millisecond that read 64 KiB
+ * made no difference ab-rr could see on the UDP rows beyond their round-to-round spread
+ * (PROFILE.md, 2026-12-07 20:29-20:37 and 23:02-23:08 UTC); polling off (--busy-poll 0) took
+ * 17-38 % off the UDP download's CPU per GB, with its throughput inside the same spread.
  *
  * Mechanism: an unreferenced uv_idle handle (an active idle handle makes libuv poll without
  * blocking; unreferenced, it does not keep the process alive).  Every uv_poll-backed handle's
